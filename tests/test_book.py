@@ -1,0 +1,168 @@
+"""The book: committed chapters are clean, it builds with warnings as errors, and a real
+browser shows typeset math and loaded figures (MathJax and widget scripts served locally)."""
+
+import functools
+import http.server
+import json
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / ".web"  # npm packages unpacked by `make browser-tools`
+# CDN address prefix -> local path served by the test server
+CDN_TO_LOCAL = {
+    "https://cdn.jsdelivr.net/npm/mathjax@3/": "/_web/mathjax/",
+    "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js": "/_web/requirejs/require.js",
+    "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/": "/_web/html-manager/",
+}
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def chapters() -> list[Path]:
+    return [ROOT / f"{f}.ipynb" for f in toc_files() if (ROOT / f"{f}.ipynb").exists()]
+
+
+def test_every_toc_entry_exists_and_every_chapter_is_in_the_toc():
+    for f in toc_files():
+        assert (ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists(), f
+    listed = {ROOT / f"{f}.ipynb" for f in toc_files()}
+    assert set((ROOT / "book").glob("*.ipynb")) <= listed
+
+
+@pytest.mark.parametrize("path", chapters(), ids=lambda p: p.stem)
+def test_committed_chapter_is_executed_clean_and_follows_the_pattern(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert all(c.execution_count is not None for c in code), "every code cell has stored outputs"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), "executed top to bottom in one fresh kernel"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"], "no error output"
+    text = json.dumps(outputs)
+    assert not re.search(r"(/work/|/root/|/home/|/tmp/|site-packages)", text), "no machine paths"
+    assert 'if "google.colab" in sys.modules:' in code[0].source, "first code cell: the Colab set-up"
+    assert "iv.book.Chapter.start()" in code[1].source, "second code cell starts the provenance record"
+    assert "chapter.finish()" in code[-1].source, "the last code cell prints the provenance"
+    record = "".join(o.get("text", "") for o in code[-1].outputs)
+    assert "profile" in record and "book" in record, "committed outputs come from the book profile"
+
+
+def test_the_book_builds_without_warnings(built_book):
+    assert (built_book / "index.html").exists()
+    for f in toc_files():
+        page = built_book / f"{f}.html"
+        assert page.exists(), page
+        html = page.read_text()
+        assert "pasted-text" in html or "glue" not in html
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the built book, with CDN script addresses rewritten to local npm copies."""
+
+    def __init__(self, *args, html_root: Path, **kwargs):
+        self.html_root = html_root
+        super().__init__(*args, directory=str(html_root), **kwargs)
+
+    def translate_path(self, path):
+        if path.startswith("/_web/"):
+            return str(WEB / path[len("/_web/"):].split("?")[0])
+        return super().translate_path(path)
+
+    def do_GET(self):
+        local = Path(self.translate_path(self.path))
+        if local.suffix == ".html" and local.is_file():
+            html = local.read_text()
+            for cdn, mine in CDN_TO_LOCAL.items():
+                # a local copy is not byte-identical to the CDN's file: drop its integrity hash
+                html = re.sub(r'(src="' + re.escape(cdn) + r'[^"]*")\s+integrity="[^"]*"', r"\1", html)
+                html = html.replace(cdn, mine)
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(built_book):
+    if not (shutil.which("chromium") and shutil.which("chromedriver") and (WEB / "mathjax").is_dir()):
+        pytest.fail("headless Chromium, ChromeDriver or the local MathJax are missing: run `make browser-tools`")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, html_root=built_book))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_script_timeout(60)
+    driver.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield driver
+    driver.quit()
+    server.shutdown()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", toc_files())
+def test_page_renders_typeset_math_and_loaded_figures(browser, built_book, page):
+    source = (built_book / f"{page}.html").read_text()
+    browser.get(f"{browser.base_url}/{page}.html")
+    state = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const images = () => [...document.images].map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}));
+        const report = (mathErr) => done({
+            math: document.querySelectorAll('mjx-container').length,
+            mathErrors: document.querySelectorAll('mjx-merror').length,
+            mathErr: mathErr, images: images(), text: proseText()});
+        const proseText = () => {  // the page's text outside code blocks
+            const copy = document.body.cloneNode(true);
+            copy.querySelectorAll('pre, code, .highlight, .cell_output').forEach(e => e.remove());
+            return copy.textContent;
+        };
+        const start = Date.now();
+        (function wait() {
+            const allLoaded = [...document.images].every(i => i.complete);
+            if (window.MathJax && MathJax.startup && MathJax.startup.promise && allLoaded) {
+                MathJax.startup.promise.then(() => report(null), e => report(String(e)));
+            } else if (!document.querySelector('script[src*="tex-mml-chtml"]') && allLoaded) {
+                report(null);
+            } else if (Date.now() - start > 30000) { report('timeout waiting for MathJax'); }
+            else { setTimeout(wait, 100); }
+        })();
+        """
+    )
+    assert state["mathErr"] is None, state["mathErr"]
+    has_math = "tex-mml-chtml" in source and ("\\(" in source or "\\[" in source)
+    if has_math:
+        assert state["math"] > 0, "MathJax typeset nothing"
+    assert state["mathErrors"] == 0
+    broken = [i["src"] for i in state["images"] if not i["ok"]]
+    assert not broken, f"figures that did not load: {broken}"
+    figures = [i for i in state["images"] if "_images/" in i["src"]]
+    if "_images/" in source:
+        assert figures, "the page's figures are missing"
+    for raw in ("$$", "\\begin{", "\\frac{", "{glue:", "{eq}`", "{cite}`"):
+        assert raw not in state["text"], f"raw markup {raw!r} visible on the page"

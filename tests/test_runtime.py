@@ -1,0 +1,89 @@
+"""Runtime helpers of SPEC section 6: device, profile and seeds."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import infovae as iv
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("INFOVAE_DEVICE", "INFOVAE_PROFILE", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_device_defaults_to_the_best_available(clean_env):
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert iv.get_device().type == expected
+
+
+def test_device_override(clean_env):
+    clean_env.setenv("INFOVAE_DEVICE", "cpu")
+    assert iv.get_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["gpu0", "not-a-device", "cuda:banana"])
+def test_invalid_device_name_is_a_clear_error(clean_env, name):
+    clean_env.setenv("INFOVAE_DEVICE", name)
+    with pytest.raises(ValueError, match="INFOVAE_DEVICE"):
+        iv.get_device()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_clear_error(clean_env):
+    clean_env.setenv("INFOVAE_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        iv.get_device()
+
+
+@pytest.mark.parametrize("name", ["quick", "book", "paper", " Book "])
+def test_profile_override(clean_env, name):
+    clean_env.setenv("INFOVAE_PROFILE", name)
+    assert iv.get_profile() == name.strip().lower()
+
+
+def test_ci_selects_quick(clean_env):
+    clean_env.setenv("CI", "true")
+    assert iv.get_profile() == "quick"
+
+
+def test_explicit_profile_wins_over_ci(clean_env):
+    clean_env.setenv("CI", "true")
+    clean_env.setenv("INFOVAE_PROFILE", "book")
+    assert iv.get_profile() == "book"
+
+
+def test_default_profile_follows_cuda(clean_env):
+    assert iv.get_profile() == ("paper" if torch.cuda.is_available() else "book")
+
+
+def test_invalid_profile_is_a_clear_error(clean_env):
+    clean_env.setenv("INFOVAE_PROFILE", "fast")
+    with pytest.raises(ValueError, match="quick, book, paper"):
+        iv.get_profile()
+
+
+def test_seed_everything_reproduces_all_generators():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(3)
+
+    iv.seed_everything(123)
+    a = draw()
+    iv.seed_everything(123)
+    b = draw()
+    iv.seed_everything(124)
+    c = draw()
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    assert a[0] != c[0] and not torch.equal(a[2], c[2])
+    g = iv.seed_everything(5)
+    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True])
+def test_seed_must_be_a_non_negative_integer(seed):
+    with pytest.raises(ValueError, match="seed"):
+        iv.seed_everything(seed)
