@@ -1,0 +1,304 @@
+"""The InfoVAE objective, Eq. (6) of the book (chapter 4), in nats per image.
+
+    loss = -E log p(x|z) + (1 - alpha) KL(q(z|x) || p(z)) + (alpha + lambda - 1) D(q(z) || p(z))
+
+averaged over the batch. ``alpha`` weighs the mutual information between x and z,
+``lam`` (lambda) the divergence between the aggregate posterior q(z) and the prior;
+``D`` is one of the sample-based divergences of ``infovae.divergences`` (chapter 5):
+
+* ``"mmd"``: MMD between the batch codes and fresh prior samples (200 by default);
+* ``"stein"``: Stein variational gradient on KL(q(z) || p(z));
+* ``"js"``: Jensen-Shannon through a discriminator; ``"wgan-gp"``: Wasserstein through a
+  WGAN-GP critic. These two hold a network trained by ``auxiliary_step`` with its own
+  optimiser (the trainer calls it before each model step; ``has_auxiliary`` says so);
+* ``"none"``: no D term (its weight is then reported as 0).
+
+A term whose weight is 0 is not computed (its field in the output is ``None``). The KL
+term is closed form where torch.distributions has one (Gaussian q(z|x)) and a one-sample
+Monte Carlo estimate log q(z|x) - log p(z) otherwise; a point-mass encoder (plain
+autoencoder) must use alpha = 1, which removes the KL term.
+
+Named presets: ``InfoVAELoss.elbo()``, ``.beta_vae(beta)``, ``.mmd_vae()``, ``.stein_vae()``,
+``.adversarial()``, ``.autoencoder()``; ``InfoVAELoss.preset(name, **kwargs)`` by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, stein_loss
+
+DIVERGENCES: tuple[str, ...] = ("mmd", "stein", "js", "wgan-gp", "none")
+ADVERSARIAL: tuple[str, ...] = ("js", "wgan-gp")
+
+
+@dataclass
+class InfoVAEOutput:
+    """The value of Eq. (6) on one batch and its parts (nats per image).
+
+    Attributes:
+        loss: scalar to minimise: reconstruction.mean() + kl_weight * kl.mean()
+            + divergence_weight * divergence.
+        reconstruction: ``[B]`` -log p(x|z) at the sampled codes.
+        kl: ``[B]`` KL(q(z|x) || p(z)), or ``None`` when ``kl_weight`` is 0.
+        divergence: scalar estimate of D(q(z) || p(z)) (for ``"stein"`` the kernel Stein
+            discrepancy), or ``None`` when ``divergence_weight`` is 0.
+        z: ``[B, dim]`` the sampled codes (with gradient).
+        kl_weight: 1 - alpha.
+        divergence_weight: alpha + lambda - 1 (0 for ``divergence="none"``).
+    """
+
+    loss: Tensor
+    reconstruction: Tensor
+    kl: Tensor | None
+    divergence: Tensor | None
+    z: Tensor
+    kl_weight: float
+    divergence_weight: float
+
+
+def _finite_number(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _is_standard_normal(prior: Distribution) -> bool:
+    base = prior.base_dist if isinstance(prior, Independent) else prior
+    return (
+        isinstance(base, Normal)
+        and bool((base.loc == 0).all())
+        and bool((base.scale == 1).all())
+    )
+
+
+class InfoVAELoss(nn.Module):
+    """Eq. (6): the InfoVAE objective in nats per image, called as ``loss_fn(model, x)``.
+
+    Args:
+        alpha: information preference; the KL weight is 1 - alpha (alpha <= 1).
+        lam: lambda > 0, the weight of the divergence term is alpha + lambda - 1.
+        divergence: ``"mmd"``, ``"stein"``, ``"js"``, ``"wgan-gp"`` or ``"none"``.
+        kernel, bandwidth, estimator: MMD settings (``infovae.divergences.mmd``); the
+            bandwidth is also the Stein kernel's.
+        num_prior_samples: fresh prior samples per batch for MMD and the adversarial terms.
+        latent_dim: for ``"js"``/``"wgan-gp"``, builds the network now (else on first use,
+            on the codes' device and dtype).
+        critic_hidden, critic_lr, critic_betas, gp_weight: the adversarial network's width,
+            Adam settings and WGAN-GP penalty weight (SPEC section 4 defaults).
+        allow_negative_weights: accept alpha > 1 or alpha + lambda < 1, which put a
+            negative weight on a divergence (the objective then rewards a mismatch).
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.0,
+        lam: float = 1.0,
+        divergence: str = "mmd",
+        *,
+        kernel: str = "rbf",
+        bandwidth: float | None = None,
+        estimator: str = "biased",
+        num_prior_samples: int = 200,
+        latent_dim: int | None = None,
+        critic_hidden: int = 512,
+        critic_lr: float = 2e-5,
+        critic_betas: tuple[float, float] = (0.5, 0.9),
+        gp_weight: float = 10.0,
+        allow_negative_weights: bool = False,
+    ):
+        super().__init__()
+        alpha, lam = _finite_number("alpha", alpha), _finite_number("lam", lam)
+        if lam <= 0:
+            raise ValueError(f"lam (lambda) must be positive, got {lam}")
+        if divergence is None:
+            divergence = "none"
+        if divergence not in DIVERGENCES:
+            raise ValueError(f"unknown divergence {divergence!r}; choose one of {', '.join(DIVERGENCES)}")
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if not isinstance(num_prior_samples, int) or num_prior_samples < 2:
+            raise ValueError(f"num_prior_samples must be an integer >= 2, got {num_prior_samples!r}")
+        kl_weight = 1.0 - alpha
+        divergence_weight = 0.0 if divergence == "none" else alpha + lam - 1.0
+        if not allow_negative_weights:
+            if kl_weight < 0:
+                raise ValueError(
+                    f"alpha = {alpha} > 1 gives KL(q(z|x)||p(z)) the negative weight {kl_weight:g}; "
+                    "pass allow_negative_weights=True if that is intended"
+                )
+            if divergence_weight < 0:
+                raise ValueError(
+                    f"alpha + lambda - 1 = {divergence_weight:g} < 0 puts a negative weight on "
+                    "D(q(z)||p(z)), which maximises the mismatch; pass allow_negative_weights=True "
+                    "if that is intended"
+                )
+        self.alpha, self.lam, self.divergence = alpha, lam, divergence
+        self.kl_weight, self.divergence_weight = kl_weight, divergence_weight
+        self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
+        self.num_prior_samples = num_prior_samples
+        self._critic_kwargs = {"hidden": critic_hidden, "lr": critic_lr, "betas": critic_betas}
+        if divergence == "wgan-gp":
+            self._critic_kwargs["gp_weight"] = gp_weight
+        self.critic: nn.Module | None = None
+        self._prior: Distribution | None = None
+        if latent_dim is not None and self.has_auxiliary:
+            self._build_critic(latent_dim, None, None)
+
+    # --------------------------------------------------------------- presets
+
+    @classmethod
+    def elbo(cls, **kwargs) -> "InfoVAELoss":
+        """The negative ELBO: alpha = 0, lambda = 1 (no divergence term)."""
+        return cls(alpha=0.0, lam=1.0, divergence="none", **kwargs)
+
+    @classmethod
+    def beta_vae(cls, beta: float, **kwargs) -> "InfoVAELoss":
+        """beta-VAE (Higgins et al. 2017): alpha = 1 - beta, lambda = beta, so D has weight 0."""
+        beta = _finite_number("beta", beta)
+        if beta <= 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        return cls(alpha=1.0 - beta, lam=beta, divergence="none", **kwargs)
+
+    @classmethod
+    def mmd_vae(cls, lam: float = 1000.0, alpha: float = 0.0, **kwargs) -> "InfoVAELoss":
+        """MMD-VAE: lambda = 1000 and alpha = 0 (Figs. 2-5); use alpha = 1 for PixelCNN decoders (Fig. 6)."""
+        return cls(alpha=alpha, lam=lam, divergence="mmd", **kwargs)
+
+    @classmethod
+    def stein_vae(cls, lam: float = 1000.0, alpha: float = 1.0, **kwargs) -> "InfoVAELoss":
+        """Stein-VAE (Fig. 6, Table 1): Stein variational gradient, lambda = 1000, alpha = 1."""
+        return cls(alpha=alpha, lam=lam, divergence="stein", **kwargs)
+
+    @classmethod
+    def adversarial(cls, lam: float = 1.0, alpha: float = 1.0, divergence: str = "js", **kwargs) -> "InfoVAELoss":
+        """Adversarial autoencoder: alpha = 1, lambda = 1, Jensen-Shannon (or ``"wgan-gp"``)."""
+        if divergence not in ADVERSARIAL:
+            raise ValueError(f"an adversarial divergence is one of {', '.join(ADVERSARIAL)}, got {divergence!r}")
+        return cls(alpha=alpha, lam=lam, divergence=divergence, **kwargs)
+
+    @classmethod
+    def autoencoder(cls, **kwargs) -> "InfoVAELoss":
+        """Plain (unregularised) autoencoder: reconstruction only (alpha = 1, no divergence)."""
+        return cls(alpha=1.0, lam=1.0, divergence="none", **kwargs)
+
+    @classmethod
+    def preset(cls, name: str, **kwargs) -> "InfoVAELoss":
+        """A preset by name: one of ``PRESETS`` (``"elbo"``, ``"beta-vae"``, ...)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return getattr(cls, PRESETS[name])(**kwargs)
+
+    # --------------------------------------------------------------- adversarial network
+
+    @property
+    def has_auxiliary(self) -> bool:
+        """True when the divergence has a network that ``auxiliary_step`` must train."""
+        return self.divergence in ADVERSARIAL and self.divergence_weight != 0
+
+    def _build_critic(self, dim: int, device, dtype) -> nn.Module:
+        cls = JSDiscriminator if self.divergence == "js" else WGANCritic
+        self.critic = cls(dim, device=device, dtype=dtype, **self._critic_kwargs)
+        return self.critic
+
+    def _get_critic(self, z: Tensor) -> nn.Module:
+        if self.critic is None:
+            return self._build_critic(z.shape[1], z.device, z.dtype)
+        return self.critic
+
+    def _prior_samples(self, n: int, like: Tensor) -> Tensor:
+        if self._prior is None:
+            return torch.randn(n, like.shape[1], device=like.device, dtype=like.dtype)
+        return self._prior.sample((n,)).to(like.dtype)
+
+    def auxiliary_step(self, z: Tensor) -> dict[str, float]:
+        """Train the discriminator/critic once on detached codes ``z`` vs fresh prior samples.
+
+        Uses the prior of the model last passed to ``forward`` (N(0, I) before that).
+        Returns the step's logged numbers; ``{}`` when the divergence is not adversarial.
+        """
+        if not self.has_auxiliary:
+            return {}
+        z = z.detach()
+        return self._get_critic(z).step(z, self._prior_samples(self.num_prior_samples, z))
+
+    # --------------------------------------------------------------- the objective
+
+    def _kl(self, qz: Distribution, z: Tensor, prior: Distribution) -> Tensor:
+        try:
+            return kl_divergence(qz, prior)
+        except NotImplementedError:
+            pass
+        try:
+            point_mass = bool((qz.variance == 0).all())
+        except NotImplementedError:
+            point_mass = False
+        if point_mass:
+            raise ValueError(
+                "the encoder returns a point mass, whose KL(q(z|x)||p(z)) is infinite: use alpha = 1 "
+                "(e.g. InfoVAELoss.autoencoder() or an alpha = 1 MMD/Stein/adversarial loss)"
+            )
+        return qz.log_prob(z) - prior.log_prob(z)
+
+    def _divergence(self, z: Tensor, prior: Distribution) -> Tensor:
+        if self.divergence == "mmd":
+            w = self._prior_samples(self.num_prior_samples, z)
+            return mmd(z, w, self.kernel, self.bandwidth, self.estimator)
+        if self.divergence == "stein":
+            score = None
+            if not _is_standard_normal(prior):
+                zd = z.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    (score,) = torch.autograd.grad(prior.log_prob(zd).sum(), zd)
+            return stein_loss(z, score, self.bandwidth)
+        critic = self._get_critic(z)
+        return critic(z, self._prior_samples(self.num_prior_samples, z))
+
+    def forward(self, model: nn.Module, x: Tensor) -> InfoVAEOutput:
+        """Eq. (6) on the batch ``x`` for ``model`` (an ``infovae.VAE``)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"x must be a non-empty batch [B, ...], got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or infinite values")
+        qz, z, px = model(x)
+        prior = model.prior()
+        self._prior = prior
+        if tuple(px.batch_shape + px.event_shape) != tuple(x.shape):
+            raise ValueError(
+                f"the decoder's distribution has shape {tuple(px.batch_shape + px.event_shape)} "
+                f"(batch_shape + event_shape) but x has shape {tuple(x.shape)}"
+            )
+        if self.divergence_weight != 0 and len(z) < 2:
+            raise ValueError("the divergence D(q(z)||p(z)) needs a batch of at least 2 codes")
+        reconstruction = -px.log_prob(x)
+        loss = reconstruction.mean()
+        kl = divergence = None
+        if self.kl_weight != 0:
+            kl = self._kl(qz, z, prior)
+            loss = loss + self.kl_weight * kl.mean()
+        if self.divergence_weight != 0:
+            divergence = self._divergence(z, prior)
+            loss = loss + self.divergence_weight * divergence
+        return InfoVAEOutput(loss, reconstruction, kl, divergence, z, self.kl_weight, self.divergence_weight)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}, lam={self.lam:g}, divergence={self.divergence!r}"
+
+
+PRESETS: dict[str, str] = {
+    "elbo": "elbo",
+    "beta-vae": "beta_vae",
+    "mmd-vae": "mmd_vae",
+    "stein-vae": "stein_vae",
+    "adversarial": "adversarial",
+    "autoencoder": "autoencoder",
+}
