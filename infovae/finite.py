@@ -155,7 +155,7 @@ def mutual_information(joint: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_kernel_matrix(points: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
-    """k(e_i, e_j) = exp(-|e_i - e_j|^2 / (2 bandwidth)) for embedded points ``[Z, dim]``.
+    """``k(e_i, e_j) = exp(-||e_i - e_j||^2 / (2 bandwidth))`` for embedded points ``[Z, dim]``.
 
     ``bandwidth`` defaults to ``dim`` (the book's convention, chapter 5).
     """

@@ -138,8 +138,8 @@ def elbo(
 ) -> torch.Tensor:
     """ELBO(x) = E_q log p(x|z) - KL(q(z|x) || p(z)) for q(z|x) = N(q_mean, q_cov), closed form.
 
-    E_q log p(x|z) = -d/2 log(2 pi sigma^2) - (|x - W m - b|^2 + tr(W S W^T)) / (2 sigma^2) and
-    KL(N(m, S) || N(0, I)) = (tr S + |m|^2 - k - log det S) / 2 (book ``ch1-lg-elbo``).
+    ``E_q log p(x|z) = -d/2 log(2 pi sigma^2) - (||x - W m - b||^2 + tr(W S W^T)) / (2 sigma^2)`` and
+    ``KL(N(m, S) || N(0, I)) = (tr S + ||m||^2 - k - log det S) / 2`` (book ``ch1-lg-elbo``).
 
     Args:
         x: ``[B, d]``; q_mean: ``[B, k]``; q_cov: ``[B, k, k]`` or ``[k, k]``.

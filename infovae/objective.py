@@ -89,8 +89,10 @@ class InfoVAELoss(nn.Module):
         num_prior_samples: fresh prior samples per batch for MMD and the adversarial terms.
         latent_dim: for ``"js"``/``"wgan-gp"``, builds the network now (else on first use,
             on the codes' device and dtype).
-        critic_hidden, critic_lr, critic_betas, gp_weight: the adversarial network's width,
-            Adam settings and WGAN-GP penalty weight (SPEC section 4 defaults).
+        critic_hidden: width of the adversarial network's two hidden layers.
+        critic_lr: its Adam learning rate (SPEC section 4: 2e-5).
+        critic_betas: its Adam betas (SPEC section 4: (0.5, 0.9)).
+        gp_weight: the WGAN-GP gradient-penalty weight (SPEC section 4: 10).
         allow_negative_weights: accept alpha > 1 or alpha + lambda < 1, which put a
             negative weight on a divergence (the objective then rewards a mismatch).
     """

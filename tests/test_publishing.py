@@ -11,7 +11,7 @@ import nbformat
 import pytest
 import yaml
 
-from test_book import chapters, toc_files
+from test_book import chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())

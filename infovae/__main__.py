@@ -1,0 +1,252 @@
+"""The command line: ``python -m infovae`` (or ``infovae``) train | evaluate | reproduce.
+
+* ``train`` trains one model of the book (architecture, objective preset, latent dimension,
+  data set, optimiser...) and writes ``checkpoint.pt`` (resumable) and ``history.json`` to
+  ``--out``; defaults follow SPEC section 4 for the chosen architecture.
+* ``evaluate`` reads such a checkpoint and reports the loss terms (nats per image) on a
+  split of MNIST, and optionally the importance-sampled log-likelihood (Table 1).
+* ``reproduce <figure>`` regenerates a figure or table of the paper at the chosen profile;
+  ``reproduce --list`` shows which are available.
+
+``--profile``, ``--device``, ``--seed`` and ``--out`` work with every command; ``--profile``
+and ``--device`` set ``INFOVAE_PROFILE`` and ``INFOVAE_DEVICE`` for everything the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .networks import ARCHITECTURES
+from .objective import DIVERGENCES, PRESETS
+from .runtime import PROFILES
+
+
+# What `reproduce` offers: the experiments of infovae.experiments.EXPERIMENTS, by name.
+REPRODUCTIONS: dict[str, str] = {
+    "fig1": "two data points: q(z|x) and p(x|z) of ELBO vs InfoVAE (chapter 6)",
+    "fig2-5": "MNIST, ELBO vs MMD-VAE: log det Cov[q(z)] against training-set size, q(z) contours, "
+    "true vs approximate posteriors, samples vs reconstructions (chapter 7)",
+    "fig6": "PixelCNN decoders: MMD, log det, class CE, MMD vs iterations, SVM (chapter 8)",
+    "table1": "importance-sampled log-likelihood of a 5-dim latent (chapter 9)",
+}
+
+
+# Optimiser, learning rate, clipping and batch size of each architecture (SPEC section 4).
+ARCHITECTURE_DEFAULTS: dict[str, dict] = {
+    "toy": {"optimizer": "adam", "lr": 1e-4, "clip": None, "batch_size": 500},
+    "mlp": {"optimizer": "adam", "lr": 1e-3, "clip": None, "batch_size": 100},
+    "dcgan": {"optimizer": "adam", "lr": 1e-4, "clip": None, "batch_size": 200},
+    "pixelcnn": {"optimizer": "rmsprop", "lr": 1e-3, "clip": "value", "batch_size": 100},
+}
+ITERATIONS: dict[str, int] = {"quick": 200, "book": 5000, "paper": 100_000}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument("--profile", choices=PROFILES, help="scale of the run (sets INFOVAE_PROFILE; default: from the environment)")
+    group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (sets INFOVAE_DEVICE; default: the fastest available)")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    group.add_argument("--out", type=Path, default=Path("runs/infovae"), help="output directory (default: %(default)s)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m infovae``."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="python -m infovae",
+        description="InfoVAE (Zhao, Song & Ermon, AAAI 2019): train and evaluate the book's models, reproduce its figures.",
+        epilog="Every command takes --profile {quick,book,paper}, --device, --seed and --out after its name; "
+        "see `python -m infovae COMMAND --help`.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", parents=[common], help="train a model and write OUT/checkpoint.pt and OUT/history.json",
+        description="Train one model of the book; an interrupted run continues with --resume.",
+    )
+    train.add_argument("--model", choices=ARCHITECTURES, default="dcgan",
+                       help="networks: toy (Fig. 1 MLPs, two-point data), mlp, dcgan (Figs. 2-5), pixelcnn (Fig. 6); default: %(default)s")
+    train.add_argument("--preset", choices=list(PRESETS), default="mmd-vae", help="objective of Eq. 6 (default: %(default)s)")
+    train.add_argument("--alpha", type=float, help="override the preset's alpha (information preference)")
+    train.add_argument("--lam", type=float, help="override the preset's lambda (weight of the divergence)")
+    train.add_argument("--beta", type=float, default=1.0, help="beta of the beta-vae preset (default: %(default)s)")
+    train.add_argument("--divergence", choices=[d for d in DIVERGENCES if d in ("js", "wgan-gp")], default="js",
+                       help="discriminator of the adversarial preset (default: %(default)s)")
+    train.add_argument("--latent-dim", type=int, default=10, help="dimension of z (default: %(default)s)")
+    train.add_argument("--deterministic", action="store_true", help="point-mass encoder (implied by the autoencoder preset)")
+    train.add_argument("--train-size", type=int, help="first N images of a seeded shuffle of the 50k training digits (default: all)")
+    train.add_argument("--iterations", type=int, help="optimiser steps (default by profile: " + ", ".join(f"{k} {v}" for k, v in ITERATIONS.items()) + ")")
+    train.add_argument("--batch-size", type=int, help="default: per model, SPEC section 4")
+    train.add_argument("--optimizer", choices=["adam", "rmsprop"], help="default: rmsprop for pixelcnn, else adam")
+    train.add_argument("--lr", type=float, help="learning rate (default: per model)")
+    train.add_argument("--clip", choices=["value", "norm", "none"], help="gradient clipping (default: value to [-1, 1] for pixelcnn, else none)")
+    train.add_argument("--log-every", type=int, default=100, help="steps per history entry (default: %(default)s)")
+    train.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default: %(default)s)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="loss terms (and log-likelihood) of a trained checkpoint",
+        description="Evaluate a checkpoint written by `train` on stochastically binarized MNIST (fixed draw from --seed).",
+    )
+    evaluate.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by `train`")
+    evaluate.add_argument("--split", choices=["train", "valid", "test"], default="test", help="default: %(default)s")
+    evaluate.add_argument("--size", type=int, help="first N images of the split (default: all)")
+    evaluate.add_argument("--iwae-samples", type=int, default=0,
+                          help="importance samples per image for log p(x) (Table 1 uses 5000; default 0: skip)")
+
+    reproduce = commands.add_parser(
+        "reproduce", parents=[common], help="regenerate a figure or table of the paper",
+        description="Regenerate a figure or table of the paper at --profile, writing its results (JSON) and "
+        "figures (PNG) to --out. The seeds are those of the profile's configuration (--seed is not used).",
+    )
+    reproduce.add_argument("figure", nargs="?", choices=list(REPRODUCTIONS), help="which one")
+    reproduce.add_argument("--list", action="store_true", help="list the figures and whether each is available")
+    return parser
+
+
+def _loss_from(spec: dict):
+    from .objective import InfoVAELoss
+
+    kwargs = {k: spec[k] for k in ("alpha", "lam") if spec.get(k) is not None}
+    if spec["preset"] == "beta-vae":
+        kwargs = {"beta": spec["beta"]}
+    elif spec["preset"] == "adversarial":
+        kwargs |= {"divergence": spec["divergence"], "latent_dim": spec["latent_dim"]}
+    elif spec["preset"] in ("elbo", "autoencoder"):
+        kwargs = {}
+    return InfoVAELoss.preset(spec["preset"], **kwargs)
+
+
+def _model_from(spec: dict):
+    from .networks import build_vae
+
+    return build_vae(spec["model"], spec["latent_dim"], deterministic=spec["deterministic"])
+
+
+def _train_data(spec: dict):
+    from .data import load_mnist, training_subset, two_point_data
+
+    if spec["model"] == "toy":
+        return two_point_data(spec["train_size"] or 10_000, seed=spec["seed"])
+    if spec["train_size"]:
+        return training_subset(spec["train_size"], seed=spec["seed"])[0]
+    return load_mnist("train")[0]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runtime import get_profile
+    from .train import TrainConfig, Trainer
+
+    defaults = ARCHITECTURE_DEFAULTS[args.model]
+    spec = {
+        "model": args.model, "preset": args.preset, "alpha": args.alpha, "lam": args.lam, "beta": args.beta,
+        "divergence": args.divergence, "latent_dim": args.latent_dim,
+        "deterministic": args.deterministic or args.preset == "autoencoder",
+        "train_size": args.train_size, "seed": args.seed,
+    }
+    clip = args.clip if args.clip is not None else defaults["clip"]
+    config = TrainConfig(
+        iterations=args.iterations or ITERATIONS[get_profile()],
+        batch_size=args.batch_size or defaults["batch_size"],
+        optimizer=args.optimizer or defaults["optimizer"],
+        lr=args.lr or defaults["lr"],
+        clip=None if clip == "none" else clip,
+        binarize=None if args.model == "toy" else "stochastic",
+        seed=args.seed,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint=str(args.out / "checkpoint.pt"),
+        progress=not args.no_progress,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(_model_from(spec), _loss_from(spec), _train_data(spec), config, meta=spec)
+    if args.resume:
+        trainer.resume()
+        print(f"resumed from {config.checkpoint} at step {trainer.step}")
+    history = trainer.run()
+    (args.out / "history.json").write_text(json.dumps(history.series))
+    summary = {name: history[name][-1] for name in history.names if history[name]}
+    print(f"trained {args.model} ({args.preset}, z = {args.latent_dim}) for {trainer.step} steps on {trainer.device}; "
+          f"last logged: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+    print(f"wrote {config.checkpoint} and {args.out / 'history.json'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_mnist
+    from .metrics import log_likelihood_with_error
+    from .runtime import get_device
+    from .train import evaluate, load_checkpoint
+
+    device = get_device()
+    state = load_checkpoint(args.checkpoint, map_location=device)
+    spec = state["meta"]
+    if spec.get("model") == "toy":
+        print("evaluate works on MNIST models; the two-point model has no test split", file=sys.stderr)
+        return 2
+    model = _model_from(spec).to(device)
+    model.load_state_dict(state["model"])
+    loss_fn = _loss_from(spec).to(device)
+    loss_fn.load_state_dict(state["loss_fn"])
+    x = load_mnist(args.split, binarize="stochastic", seed=args.seed)[0][: args.size]
+    torch.manual_seed(args.seed)
+    results = evaluate(model, loss_fn, x)
+    if args.iwae_samples:
+        ll = log_likelihood_with_error(model.eval(), x.to(device), args.iwae_samples)
+        results["log_likelihood"] = float(ll.estimate.mean())
+        results["log_likelihood_sem"] = float(ll.estimate.std() / len(x) ** 0.5)  # over images
+    print(f"{args.checkpoint} (step {state['step']}, {spec['model']}, {spec['preset']}) on {len(x)} {args.split} images:")
+    for name, value in results.items():
+        print(f"  {name:>22}: {value:.4f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "evaluation.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiments import EXPERIMENTS
+
+    if args.list or args.figure is None:
+        for name, description in REPRODUCTIONS.items():
+            status = "available" if name in EXPERIMENTS else "not implemented yet"
+            print(f"{name:8} {status:20} {description}")
+        return 0 if args.list else 2
+    if args.figure not in EXPERIMENTS:
+        print(f"reproduce {args.figure}: not implemented yet ({REPRODUCTIONS[args.figure]})", file=sys.stderr)
+        return 2
+    outcome = EXPERIMENTS[args.figure]()  # the configuration of the profile, its seed included
+    for path in outcome.save(args.out):
+        print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m infovae`` and of the ``infovae`` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.profile:
+        os.environ["INFOVAE_PROFILE"] = args.profile
+    if args.device:
+        os.environ["INFOVAE_DEVICE"] = args.device
+    from .runtime import get_device
+
+    try:
+        get_device()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

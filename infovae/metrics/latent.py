@@ -1,0 +1,216 @@
+"""How well q(z) matches p(z) and how much the code says about x (Figs. 2 and 6, chapters 7-8).
+
+The aggregate posterior q(z) = (1/N) sum_n q(z|x_n) over a data set is the object of the
+InfoVAE objective (Eq. 6 of the book). These metrics look at it through codes
+z_n ~ q(z|x_n), one per image:
+
+* ``full_batch_mmd``: MMD(q(z), p(z)) over all codes (Fig. 6 A, the paper: 40k vs 40k);
+* ``log_det_covariance``: log det Cov[q(z)] (Fig. 2, and per dimension Fig. 6 B);
+* ``mutual_information``: I_q(x; z) with q(z) the mixture over the data set;
+* ``shuffled_code_gap``: nats of log p(x|z) lost when z comes from another image;
+* ``active_units``: dimensions whose encoder mean varies with x (Burda et al. 2016).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from ..divergences import mmd
+from ._common import check_count, check_images, check_model, evaluating
+
+
+class LogDetCovariance(NamedTuple):
+    """log det of the sample covariance of codes: ``total`` and ``per_dim = total / dim``."""
+
+    total: float
+    per_dim: float
+
+
+class ActiveUnits(NamedTuple):
+    """``count`` of latent dimensions with ``variances`` (``[dim]``) above the threshold."""
+
+    count: int
+    variances: torch.Tensor
+
+
+def _check_codes(z: torch.Tensor, min_rows: int = 1) -> torch.Tensor:
+    check_images(z, "z")
+    if z.ndim != 2:
+        raise ValueError(f"z must be codes [N, dim], got shape {tuple(z.shape)}")
+    if z.shape[0] < min_rows:
+        raise ValueError(f"need at least {min_rows} codes, got {z.shape[0]}")
+    return z
+
+
+@torch.inference_mode()
+def encode_codes(
+    model: nn.Module, x: torch.Tensor, *, sample: bool = True, batch_size: int = 1000
+) -> torch.Tensor:
+    """Codes of a data set: z_n ~ q(z|x_n) (or the encoder's mean), ``[N, dim]``.
+
+    Samples of q(z|x_n) over the data set are samples of the aggregate posterior q(z), the
+    input of :func:`full_batch_mmd` and :func:`log_det_covariance`; the means serve as
+    features (:func:`~infovae.metrics.downstream.semi_supervised_error`). Cost: one encoder pass.
+    """
+    check_model(model, x)
+    check_count("batch_size", batch_size)
+    with evaluating(model):
+        qs = [model.encode(xb) for xb in x.split(batch_size)]
+        return torch.cat([q.sample() if sample else q.mean for q in qs])
+
+
+@torch.inference_mode()
+def full_batch_mmd(
+    z: torch.Tensor,
+    prior: Distribution | None = None,
+    *,
+    num_prior_samples: int | None = None,
+    kernel: str = "rbf",
+    bandwidth: float | None = None,
+    estimator: str = "biased",
+) -> float:
+    """MMD^2 between codes ``z ~ q(z)`` and as many fresh prior samples (Fig. 6 A).
+
+    Estimates MMD^2(q, p) = E k(z, z') + E k(y, y') - 2 E k(z, y), z, z' ~ q, y, y' ~ p, with
+    :func:`infovae.divergences.mmd` (default: Gaussian kernel ``exp(-||a-b||^2 / (2 dim))``).
+
+    Bias and variance: the ``"biased"`` V-statistic (the paper's) exceeds MMD^2 on average
+    by (2 - E k(z,z') - E k(y,y')) / n <= 2 / n for n codes and n prior samples (at most 5e-5
+    at n = 40k, above the smallest ELBO values of Fig. 6 A); ``"unbiased"`` removes it. The
+    standard deviation is O(1/n) when q = p and O(1/sqrt(n)) otherwise.
+
+    Cost: O(n^2 dim) time, blocked memory (``mmd`` never holds the n x n kernel matrix).
+
+    Args:
+        z: codes ``[n, dim]`` (e.g. :func:`encode_codes` over the training set).
+        prior: p(z); ``None`` means N(0, I). Sampled with torch's global generator.
+        num_prior_samples: prior samples (default ``n``, as in the paper).
+        kernel, bandwidth, estimator: passed to :func:`infovae.divergences.mmd`.
+    """
+    _check_codes(z, min_rows=2)
+    n = z.shape[0] if num_prior_samples is None else check_count("num_prior_samples", num_prior_samples)
+    y = torch.randn(n, z.shape[1], dtype=z.dtype, device=z.device) if prior is None else prior.sample((n,))
+    if y.shape[1:] != z.shape[1:]:
+        raise ValueError(
+            f"the prior samples have shape {tuple(y.shape[1:])} per draw, the codes {tuple(z.shape[1:])}"
+        )
+    return float(mmd(z, y.to(z), kernel=kernel, bandwidth=bandwidth, estimator=estimator))
+
+
+def log_det_covariance(z: torch.Tensor) -> LogDetCovariance:
+    """log det of the sample covariance of codes ``z ~ q(z)``, total and per dimension.
+
+    Estimates log det Cov[q(z)], which is 0 when q(z) = p(z) = N(0, I) (Fig. 2); the paper's
+    Fig. 6 B plots it divided by dim. The sample covariance S (divisor n - 1) is
+    unbiased but log det S is not: for Gaussian codes E log det S - log det Cov =
+    d log 2 - d log(n-1) + sum_{i=1..d} digamma((n - i) / 2) ~= -d (d + 1) / (2 n), and its
+    standard deviation is about sqrt(2 d / n). Cost: O(n d^2 + d^3).
+    """
+    _check_codes(z)
+    if z.shape[0] <= z.shape[1]:
+        raise ValueError(
+            f"a full-rank covariance of {z.shape[1]}-dim codes needs more than {z.shape[1]} codes, "
+            f"got {z.shape[0]}"
+        )
+    sign, total = torch.linalg.slogdet(torch.cov(z.T.double()).reshape(z.shape[1], z.shape[1]))
+    total = float(total) if sign > 0 else -math.inf
+    return LogDetCovariance(total, total / z.shape[1])
+
+
+@torch.inference_mode()
+def mutual_information(
+    model: nn.Module, x: torch.Tensor, *, num_samples: int = 1, batch_size: int = 1000
+) -> float:
+    """I_q(x; z) of the joint q(x, z) = p_D(x) q(z|x), p_D uniform over the images ``x``.
+
+    Estimates I_q = E_{x, z ~ q(z|x)} [log q(z|x) - log q(z)] with the exact mixture
+    q(z) = (1/N) sum_n q(z|x_n), evaluated in log space (log-sum-exp over n), from
+    ``num_samples`` draws z ~ q(z|x_i) per image.
+
+    Bias and variance: unbiased, with Monte Carlo variance only, for the data set itself
+    (p_D uniform over ``x``; so a near-zero I_q can come out slightly negative). As an
+    estimate for the distribution that ``x`` samples it is
+    biased low: it never exceeds log N, and it saturates there when the codes of different
+    images barely overlap, however much larger the true I_q is (for a 2-dim Gaussian
+    encoder with I_q = 0.69 nats, N = 3000 images: bias -0.006, s.d. 0.02). Cost:
+    O(num_samples N^2 dim) time, memory of ``batch_size^2 * dim`` numbers.
+
+    Returns:
+        the estimate in nats.
+    """
+    check_model(model, x)
+    check_count("num_samples", num_samples)
+    check_count("batch_size", batch_size)
+    with evaluating(model):
+        qs = [model.encode(xb) for xb in x.split(batch_size)]
+        z = [q.sample((num_samples,)) for q in qs]  # [S, b, dim] each
+        log_q_own = torch.cat([q.log_prob(zb).flatten() for q, zb in zip(qs, z, strict=True)])
+        codes = torch.cat([zb.flatten(0, 1) for zb in z])  # [S N, dim], same order as log_q_own
+        log_q_mix = torch.cat(
+            [
+                torch.stack([q.log_prob(zc[:, None]).logsumexp(1) for q in qs]).logsumexp(0)
+                for zc in codes.split(batch_size)
+            ]
+        )
+    return float((log_q_own - log_q_mix).mean() + math.log(x.shape[0]))
+
+
+@torch.inference_mode()
+def shuffled_code_gap(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> float:
+    """Nats of log p(x|z) the decoder loses when each image gets another image's code.
+
+    Estimates E_{q(x,z)} log p(x|z) - E_{p_D(x) q(z)} log p(x|z): codes z_i ~ q(z|x_i) are
+    paired once with their own image and once with image j = pi(i) for a random
+    permutation without fixed points. Zero when the decoder ignores z (the information
+    preference of chapter 3), large when x is read off z.
+
+    Bias and variance: unbiased for the data set ``x``; standard deviation ~ sd / sqrt(N)
+    of the per-image differences. Cost: two decoder passes over N images.
+
+    Returns:
+        the gap in nats per image (needs N >= 2).
+    """
+    check_model(model, x)
+    check_count("batch_size", batch_size)
+    if x.shape[0] < 2:
+        raise ValueError(f"shuffling codes needs at least 2 images, got {x.shape[0]}")
+    order = torch.randperm(x.shape[0], device=x.device)
+    partner = torch.empty_like(order)
+    partner[order] = order.roll(1)  # one cycle through all images: nobody keeps their own code
+
+    def log_px(codes: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [
+                model.decode(zb).log_prob(xb)
+                for zb, xb in zip(codes.split(batch_size), x.split(batch_size), strict=True)
+            ]
+        )
+
+    with evaluating(model):
+        z = torch.cat([model.encode(xb).sample() for xb in x.split(batch_size)])
+        own, other = log_px(z), log_px(z[partner])
+    return float((own - other).mean())
+
+
+@torch.inference_mode()
+def active_units(
+    model: nn.Module, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000
+) -> ActiveUnits:
+    """Latent dimensions in use: A_u = Var_x(E_{q(z|x)}[z_u]) > ``threshold`` (Burda et al. 2016).
+
+    A dimension whose encoder mean does not move with x carries no information about x.
+    The variance is the sample variance over the N images (unbiased, standard deviation
+    ~ A_u sqrt(2 / N) for Gaussian means). Cost: one encoder pass.
+    """
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be non-negative, got {threshold}")
+    check_model(model, x)
+    if x.shape[0] < 2:
+        raise ValueError(f"a variance over images needs at least 2 images, got {x.shape[0]}")
+    variances = encode_codes(model, x, sample=False, batch_size=batch_size).var(0)
+    return ActiveUnits(int((variances > threshold).sum()), variances)

@@ -1,0 +1,302 @@
+"""Encoders and decoders of the paper's experiments (SPEC section 4), returning distributions.
+
+Every encoder maps ``x [B, ...]`` to q(z|x), a distribution with ``batch_shape [B]`` and
+``event_shape [latent_dim]``, and exposes ``latent_dim``; every decoder maps ``z [B, dim]``
+to p(x|z) with ``event_shape`` the shape of one x. They plug into ``infovae.VAE``.
+
+* ``MLPEncoder`` / ``MLPDecoder``: fully connected nets with leaky ReLU (slope 0.1). With
+  200-200 hidden units and Gaussian heads (std = sigmoid + 5e-4) they are the nets of the
+  two-point experiment (Fig. 1, chapter 6); with a Bernoulli head they model binary images.
+* ``ConvEncoder`` / ``ConvDecoder``: the DCGAN-style pair of Figs. 2-5 (chapter 7): conv 64 ->
+  conv 128 (4x4, stride 2, leaky ReLU 0.1) -> fc 1024 -> mean and std, and fc 1024 -> fc
+  7x7x128 -> deconv 64 -> deconv 1 with Bernoulli logits (ReLU, as in the authors' code).
+  With ``hidden=512, batch_norm=True, min_std=1e-3, std_floor="max"`` the encoder is the one
+  paired with the PixelCNN decoder (Fig. 6, Table 1; chapters 8 and 9).
+* ``deterministic=True`` makes any encoder return a ``PointMass`` at its code: the plain
+  (unregularized) autoencoder of Fig. 6.
+* ``build_vae(architecture, latent_dim)`` assembles the models of the book by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
+
+from .pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from .vae import VAE
+
+MNIST_SHAPE: tuple[int, int, int] = (1, 28, 28)
+STD_FLOORS: tuple[str, ...] = ("add", "max")
+LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
+ARCHITECTURES: tuple[str, ...] = ("toy", "mlp", "dcgan", "pixelcnn")
+
+
+class PointMass(Distribution):
+    """A point mass (Dirac delta) at ``loc``, with ``event_shape [dim]``.
+
+    The "posterior" of a deterministic encoder: ``rsample()`` returns ``loc`` itself (exactly,
+    differentiably), ``log_prob`` is 0 at ``loc`` and -inf elsewhere, the variance is zero.
+
+    Args:
+        loc: codes ``[..., dim]``.
+    """
+
+    arg_constraints = {"loc": constraints.real_vector}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, validate_args: bool | None = None):
+        if loc.dim() < 1:
+            raise ValueError("PointMass needs loc of shape [..., dim]")
+        self.loc = loc
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return torch.zeros_like(self.loc)
+
+    def rsample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> torch.Tensor:
+        return self.loc.expand(self._extended_shape(torch.Size(sample_shape)))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        hit = (value == self.loc).all(-1)
+        return torch.where(hit, 0.0, -math.inf).to(self.loc.dtype)
+
+
+class LatentHead(nn.Module):
+    """A linear layer mapping features to q(z|x): a diagonal Gaussian or a point mass.
+
+    Args:
+        in_features: size of the feature vector.
+        latent_dim: dimension of z.
+        deterministic: return ``PointMass(mean)`` instead of a Gaussian.
+        min_std: floor of the standard deviation.
+        std_floor: ``"add"`` for std = sigmoid(s) + min_std (Fig. 1, DCGAN) or ``"max"`` for
+            std = max(sigmoid(s), min_std) (the PixelCNN experiments' encoder).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        latent_dim: int,
+        deterministic: bool = False,
+        min_std: float = 5e-4,
+        std_floor: str = "add",
+    ):
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be positive, got {latent_dim}")
+        if std_floor not in STD_FLOORS:
+            raise ValueError(f"std_floor must be one of {STD_FLOORS}, got {std_floor!r}")
+        if not min_std > 0:
+            raise ValueError(f"min_std must be positive, got {min_std}")
+        self.latent_dim = latent_dim
+        self.deterministic = deterministic
+        self.min_std = min_std
+        self.std_floor = std_floor
+        self.linear = nn.Linear(in_features, latent_dim if deterministic else 2 * latent_dim)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        if self.deterministic:
+            return PointMass(self.linear(h))
+        mean, raw = self.linear(h).chunk(2, dim=-1)
+        return Independent(Normal(mean, _bounded_std(raw, self.min_std, self.std_floor)), 1)
+
+
+def _bounded_std(raw: torch.Tensor, min_std: float, std_floor: str) -> torch.Tensor:
+    """sigmoid(raw) + min_std, or max(sigmoid(raw), min_std)."""
+    std = torch.sigmoid(raw)
+    return std + min_std if std_floor == "add" else std.clamp_min(min_std)
+
+
+def _mlp(in_features: int, hidden: Sequence[int]) -> nn.Sequential:
+    """Linear layers with leaky ReLU (slope 0.1) after each."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), nn.LeakyReLU(0.1)]
+        in_features = width
+    return nn.Sequential(*layers)
+
+
+def _check_input(x: torch.Tensor, shape: tuple[int, ...], who: str) -> None:
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{who} expects inputs of shape [B, {', '.join(map(str, shape))}], got {list(x.shape)}")
+
+
+class MLPEncoder(nn.Module):
+    """q(z|x) from a fully connected net (leaky ReLU 0.1).
+
+    Args:
+        in_shape: shape of one x, e.g. ``(1,)`` (two-point data) or ``(1, 28, 28)``.
+        latent_dim: dimension of z.
+        hidden: widths of the hidden layers (Fig. 1: 200, 200).
+        deterministic, min_std, std_floor: see ``LatentHead``.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        latent_dim: int,
+        hidden: Sequence[int] = (200, 200),
+        deterministic: bool = False,
+        min_std: float = 5e-4,
+        std_floor: str = "add",
+    ):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.latent_dim = latent_dim
+        self.body = _mlp(math.prod(self.in_shape), hidden)
+        self.head = LatentHead(hidden[-1] if hidden else math.prod(self.in_shape), latent_dim, deterministic, min_std, std_floor)
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        _check_input(x, self.in_shape, "MLPEncoder")
+        return self.head(self.body(x.flatten(1)))
+
+
+class MLPDecoder(nn.Module):
+    """p(x|z) from a fully connected net: Bernoulli logits or a Gaussian (std = sigmoid + min_std).
+
+    Args:
+        latent_dim: dimension of z.
+        out_shape: shape of one x.
+        hidden: widths of the hidden layers (Fig. 1: 200, 200).
+        likelihood: ``"bernoulli"`` (binary images) or ``"gaussian"`` (the two-point data).
+        min_std: floor added to the Gaussian's sigmoid standard deviation.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        out_shape: Sequence[int],
+        hidden: Sequence[int] = (200, 200),
+        likelihood: str = "bernoulli",
+        min_std: float = 5e-4,
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.latent_dim = latent_dim
+        self.out_shape = tuple(out_shape)
+        self.likelihood = likelihood
+        self.min_std = min_std
+        n_out = math.prod(self.out_shape) * (2 if likelihood == "gaussian" else 1)
+        self.net = nn.Sequential(_mlp(latent_dim, hidden), nn.Linear(hidden[-1] if hidden else latent_dim, n_out))
+
+    def forward(self, z: torch.Tensor) -> Distribution:
+        _check_input(z, (self.latent_dim,), "MLPDecoder")
+        out = self.net(z).view(z.shape[0], -1, *self.out_shape)
+        if self.likelihood == "bernoulli":
+            return Independent(Bernoulli(logits=out[:, 0]), len(self.out_shape))
+        std = _bounded_std(out[:, 1], self.min_std, "add")
+        return Independent(Normal(out[:, 0], std), len(self.out_shape))
+
+
+class ConvEncoder(nn.Module):
+    """q(z|x) for 28x28 images: conv 64 -> conv 128 (4x4, stride 2, leaky ReLU 0.1) -> fc -> head.
+
+    Args:
+        latent_dim: dimension of z.
+        hidden: width of the fully connected layer (DCGAN nets: 1024; PixelCNN experiments: 512).
+        batch_norm: batch normalization after each convolution and the fc layer.
+        deterministic, min_std, std_floor: see ``LatentHead``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: int = 1024,
+        batch_norm: bool = False,
+        deterministic: bool = False,
+        min_std: float = 5e-4,
+        std_floor: str = "add",
+    ):
+        super().__init__()
+        self.latent_dim = latent_dim
+
+        def block(layer: nn.Module, width: int, norm: type[nn.Module]) -> list[nn.Module]:
+            return [layer, norm(width), nn.LeakyReLU(0.1)] if batch_norm else [layer, nn.LeakyReLU(0.1)]
+
+        self.body = nn.Sequential(
+            *block(nn.Conv2d(1, 64, 4, stride=2, padding=1, bias=not batch_norm), 64, nn.BatchNorm2d),
+            *block(nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=not batch_norm), 128, nn.BatchNorm2d),
+            nn.Flatten(),
+            *block(nn.Linear(128 * 7 * 7, hidden, bias=not batch_norm), hidden, nn.BatchNorm1d),
+        )
+        self.head = LatentHead(hidden, latent_dim, deterministic, min_std, std_floor)
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        _check_input(x, MNIST_SHAPE, "ConvEncoder")
+        return self.head(self.body(x))
+
+
+class ConvDecoder(nn.Module):
+    """p(x|z) for 28x28 binary images: fc 1024 -> fc 7x7x128 -> deconv 64 -> deconv 1 (logits).
+
+    Transposed convolutions are 4x4 with stride 2; hidden layers use ReLU.
+
+    Args:
+        latent_dim: dimension of z.
+        hidden: width of the first fully connected layer.
+    """
+
+    def __init__(self, latent_dim: int, hidden: int = 1024):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 128 * 7 * 7),
+            nn.ReLU(),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> Distribution:
+        _check_input(z, (self.latent_dim,), "ConvDecoder")
+        return Independent(Bernoulli(logits=self.net(z)), 3)
+
+
+def build_vae(architecture: str, latent_dim: int, deterministic: bool = False) -> VAE:
+    """The models of the book by name, with the sizes of SPEC section 4.
+
+    Args:
+        architecture: ``"toy"`` (Fig. 1 MLPs, Gaussian decoder, x in R^1), ``"mlp"`` (200-200
+            MLPs, Bernoulli decoder, MNIST), ``"dcgan"`` (Figs. 2-5) or ``"pixelcnn"`` (Fig. 6 and
+            Table 1: batch-normalized conv encoder, gated PixelCNN decoder).
+        latent_dim: dimension of z.
+        deterministic: a point-mass encoder (the unregularized autoencoder).
+
+    Returns:
+        a ``VAE`` with a standard normal prior, on the CPU (move it with ``.to(device)``).
+    """
+    if architecture == "toy":
+        return VAE(
+            MLPEncoder((1,), latent_dim, deterministic=deterministic),
+            MLPDecoder(latent_dim, (1,), likelihood="gaussian"),
+        )
+    if architecture == "mlp":
+        return VAE(MLPEncoder(MNIST_SHAPE, latent_dim, deterministic=deterministic), MLPDecoder(latent_dim, MNIST_SHAPE))
+    if architecture == "dcgan":
+        return VAE(ConvEncoder(latent_dim, deterministic=deterministic), ConvDecoder(latent_dim))
+    if architecture == "pixelcnn":
+        encoder = ConvEncoder(
+            latent_dim, hidden=512, batch_norm=True, deterministic=deterministic, min_std=1e-3, std_floor="max"
+        )
+        return VAE(encoder, PixelCNNDecoder(PixelCNNConfig(latent_dim=latent_dim)))
+    raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
