@@ -1,0 +1,115 @@
+"""What every experiment of Part II shares: its outcome and the choice of its configuration.
+
+An experiment is a function ``run(config) -> Outcome`` of a module of this package. Its
+configuration is a dataclass with a classmethod ``for_profile(profile)`` giving the sizes
+of each profile (``"quick"``, ``"book"``, ``"paper"``, see ``infovae.get_profile``); ``run``
+also accepts a profile name, or nothing for the current profile. The chapter of the book
+and ``python -m infovae reproduce <name>`` call the same function.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from ..runtime import PROFILES, get_device, get_profile
+
+
+C = TypeVar("C")
+
+
+def resolve_config(config: C | str | None, config_class: type[C]) -> C:
+    """``config`` itself, or ``config_class.for_profile(name)`` for a profile name (``None``:
+    the current profile ``iv.get_profile()``)."""
+    if config is None:
+        config = get_profile()
+    if isinstance(config, str):
+        if config not in PROFILES:
+            raise ValueError(f"unknown profile {config!r}; choose one of {', '.join(PROFILES)}")
+        return config_class.for_profile(config)
+    if not isinstance(config, config_class):
+        raise TypeError(f"config must be a {config_class.__name__} or a profile name, got {type(config).__name__}")
+    return config
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values from dataclasses, tensors, tuples and numpy scalars (NaN/inf as None)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.tolist())
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class Outcome:
+    """The results of one experiment: numbers (JSON-serialisable) and figures.
+
+    Attributes:
+        name: the experiment's name in ``EXPERIMENTS`` (e.g. ``"fig1"``).
+        config: the configuration it ran with.
+        results: nested dict of plain numbers, lists and strings.
+        figures: matplotlib figures by short name.
+        device: the device it ran on.
+        seconds: wall time of the run.
+    """
+
+    name: str
+    config: Any
+    results: dict[str, Any]
+    figures: dict[str, Figure] = field(default_factory=dict)
+    device: str = field(default_factory=lambda: str(get_device()))
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        # detach the figures from pyplot: a notebook shows them where it asks, not all at once
+        for fig in self.figures.values():
+            plt.close(fig)
+
+    def to_json(self) -> dict[str, Any]:
+        """Results with their provenance (config, device, versions, time) as plain JSON values."""
+        from .. import __version__
+
+        return _jsonable(
+            {
+                "experiment": self.name,
+                "config": self.config,
+                "device": self.device,
+                "infovae": __version__,
+                "torch": torch.__version__,
+                "seconds": round(self.seconds, 1),
+                "results": self.results,
+            }
+        )
+
+    def save(self, out: str | Path, stem: str | None = None, figures: bool = True) -> list[Path]:
+        """Write ``<stem>.json`` and (if ``figures``) one ``<stem>-<figure>.png`` per figure into ``out``.
+
+        ``stem`` defaults to the experiment's name. Returns the paths written.
+        """
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = stem or self.name
+        path = out / f"{stem}.json"
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        written = [path]
+        for key, fig in self.figures.items() if figures else ():
+            written.append(out / f"{stem}-{key}.png")
+            fig.savefig(written[-1], dpi=120, bbox_inches="tight")
+        return written
+

@@ -1,0 +1,381 @@
+"""Figs. 2-5 of the paper (book chapter 7): inference accuracy of ELBO and MMD-VAE on MNIST.
+
+Both models use the DCGAN-style nets of ``build_vae("dcgan", dim)`` and a statically
+binarized MNIST (one Bernoulli draw per pixel, fixed); their objectives are Eq. (6) (book
+chapter 4) with
+
+* ``"elbo"``: alpha = 0, lambda = 1 (no divergence term);
+* ``"mmd"``: MMD-VAE, alpha = 0, lambda = 1000, D = MMD against 200 fresh prior samples.
+
+Each model is trained on the first N images of a seeded shuffle of the training set, for
+the same number of steps at every N. The experiment measures:
+
+* Fig. 2: log det Cov[q(z)] for z = 10 against N, from codes z ~ q(z|x) of training and
+  of test images (0 for q(z) = p(z) = N(0, I); above 0 the variance is over-estimated),
+  split into the spread of the encoder means and the encoder variances;
+* Fig. 3: q(z) of the test set for z = 2 after N = 500, against p(z): contours, and
+  KL(q(z) || p(z)) by Monte Carlo with the exact mixture density of q(z);
+* Fig. 4: samples of the true posterior p(z|x) (importance resampling with the prior as
+  proposal, the effective sample size reported) against q(z|x), for test images, and
+  KL(p(z|x) || q(z|x)) estimated from the same importance weights;
+* Fig. 5: reconstructions of training images and ancestral samples x ~ p(x|z), z ~ p(z)
+  after N = 500 (z = 10), and how far each lies from the test images (MMD in pixel space).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..data import load_mnist, training_subset
+from ..divergences import mmd, squared_distances
+from ..metrics import full_batch_mmd, log_det_covariance, posterior_samples
+from ..networks import ConvDecoder, ConvEncoder
+from ..objective import InfoVAELoss
+from ..runtime import get_device
+from ..train import Trainer, TrainConfig
+from ..vae import VAE
+from .base import Outcome, resolve_config
+
+OBJECTIVES: tuple[str, ...] = ("elbo", "mmd")
+LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE (λ=1000)"}
+COLORS = {"elbo": "tab:blue", "mmd": "tab:orange"}
+
+
+@dataclass
+class MnistInferenceConfig:
+    """Sizes of the Figs. 2-5 experiment (the paper's constants by default, SPEC section 4).
+
+    Attributes:
+        sizes: training-set sizes N of Fig. 2 (paper: 500 ... 50000).
+        iterations: optimiser steps per model, the same at every N (paper: up to 100k).
+        batch_size: images per step (paper: 200).
+        lr: Adam learning rate (paper: 1e-4).
+        lam: lambda of MMD-VAE (paper: 1000; alpha = 0).
+        hidden: width of the fully connected layer of encoder and decoder (paper: 1024).
+        latent_dim: z for Fig. 2 and Fig. 5 (paper: 10).
+        plot_dim: z for Figs. 3 and 4 (paper: 2).
+        plot_size: N of Figs. 3-5 (paper: 500).
+        num_codes: images (test, and training up to N) whose codes estimate q(z).
+        num_posterior_images: test images of Fig. 4.
+        num_proposals: prior samples per image for importance resampling (Fig. 4).
+        num_posterior_samples: resampled draws of p(z|x), and draws of q(z|x), per image.
+        num_generated: ancestral samples and reconstructions of Fig. 5 (and its MMD).
+        eval_every: steps between records of log det Cov[q(z)] (test codes) during the
+            training of the z = 10 models at N = ``plot_size``.
+        seed: seed of the data order, the binarization, the initialisation and training.
+    """
+
+    sizes: tuple[int, ...] = (500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
+    iterations: int = 100_000
+    batch_size: int = 200
+    lr: float = 1e-4
+    lam: float = 1000.0
+    hidden: int = 1024
+    latent_dim: int = 10
+    plot_dim: int = 2
+    plot_size: int = 500
+    num_codes: int = 10_000
+    num_posterior_images: int = 8
+    num_proposals: int = 5000
+    num_posterior_samples: int = 200
+    num_generated: int = 1000
+    eval_every: int = 5000
+    seed: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "MnistInferenceConfig":
+        """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper``."""
+        sizes = {
+            "quick": dict(
+                sizes=(500, 1000), iterations=25, batch_size=50, lr=1e-3, hidden=256, num_codes=300,
+                num_posterior_images=3, num_proposals=300, num_posterior_samples=100, num_generated=100,
+                eval_every=25,
+            ),
+            "book": dict(
+                sizes=(500, 5000, 50_000), iterations=500, batch_size=50, lr=1e-3, hidden=256, num_codes=2000,
+                num_posterior_images=6, num_proposals=2000, num_generated=500, eval_every=100,
+            ),
+            "paper": dict(),
+        }
+        if profile not in sizes:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(sizes)}")
+        return replace(cls(), **sizes[profile])
+
+
+def make_loss(objective: str, config: MnistInferenceConfig) -> InfoVAELoss:
+    """The objective ``"elbo"`` or ``"mmd"`` (MMD-VAE with lambda = ``config.lam``, alpha = 0)."""
+    if objective == "elbo":
+        return InfoVAELoss.elbo()
+    if objective == "mmd":
+        return InfoVAELoss.mmd_vae(lam=config.lam, alpha=0.0)
+    raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+
+
+def train_model(
+    objective: str,
+    data: torch.Tensor,
+    latent_dim: int,
+    config: MnistInferenceConfig,
+    x_eval: torch.Tensor | None = None,
+    progress: bool = True,
+) -> tuple[VAE, dict[str, list[list[float]]]]:
+    """Train a DCGAN VAE on ``data`` (already binarized).
+
+    Returns the model and its history, ``{name: [steps, values]}``: the losses (means over
+    tenths of the run) and, if ``x_eval`` is given, log det Cov[q(z)] of its codes every
+    ``config.eval_every`` steps.
+    """
+    torch.manual_seed(config.seed)
+    model = VAE(ConvEncoder(latent_dim, hidden=config.hidden), ConvDecoder(latent_dim, hidden=config.hidden))
+
+    def log_det(trainer: Trainer) -> dict[str, float]:
+        means, stds = aggregate_posterior(trainer.model, x_eval)
+        return {"log_det_test": log_det_covariance(means + stds * torch.randn_like(means)).total}
+
+    every = max(1, config.iterations // 10)
+    train_config = TrainConfig(
+        iterations=config.iterations,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        binarize=None,
+        seed=config.seed,
+        log_every=every,
+        eval_every=config.eval_every if x_eval is not None else 0,
+        progress=progress,
+    )
+    hooks = [log_det] if x_eval is not None else []
+    history = Trainer(model, make_loss(objective, config), data, train_config, hooks, device=get_device()).run()
+    return model.eval(), {name: [history.steps(name), history[name]] for name in history.names}
+
+
+@torch.no_grad()
+def code_statistics(model: VAE, x: torch.Tensor) -> dict[str, float]:
+    """log det Cov[q(z)] from codes z ~ q(z|x) of the images ``x``, and where it comes from.
+
+    Cov[q(z)] = Cov_x[mean(x)] + E_x[diag std(x)^2]: ``mean_spread`` and ``encoder_variance``
+    are the averages over dimensions of the two parts; ``mmd`` is the full-batch MMD^2 of
+    the codes against as many prior samples.
+    """
+    means, stds = aggregate_posterior(model, x)
+    z = means + stds * torch.randn_like(means)
+    return {
+        "log_det": log_det_covariance(z).total,
+        "mean_spread": float(means.var(0).mean()),
+        "encoder_variance": float(stds.square().mean()),
+        "mmd": full_batch_mmd(z),
+    }
+
+
+@torch.no_grad()
+def aggregate_posterior(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means and standard deviations ``[n, dim]`` of q(z|x_i): q(z) is their equal mixture."""
+    qs = [model.encode(xb) for xb in x.split(1000)]
+    return torch.cat([q.mean for q in qs]), torch.cat([q.stddev for q in qs])
+
+
+def mixture_log_density(z: torch.Tensor, means: torch.Tensor, stds: torch.Tensor) -> torch.Tensor:
+    """log q(z) at points ``z [m, dim]`` for the equal mixture of N(means_i, diag stds_i^2)."""
+    out = []
+    for zb in z.split(256):
+        comps = torch.distributions.Normal(means, stds).log_prob(zb[:, None, :]).sum(-1)  # [b, n]
+        out.append(comps.logsumexp(1) - math.log(len(means)))
+    return torch.cat(out)
+
+
+def aggregate_kl(means: torch.Tensor, stds: torch.Tensor, num_samples: int, generator: torch.Generator) -> float:
+    """KL(q(z) || N(0, I)) for the mixture q(z), by Monte Carlo over z ~ q(z) with exact log q(z)."""
+    pick = torch.randint(len(means), (num_samples,), generator=generator).to(means.device)
+    noise = torch.randn(num_samples, means.shape[1], generator=generator).to(means.device)
+    z = means[pick] + stds[pick] * noise
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    return float((mixture_log_density(z, means, stds) - log_p).mean())
+
+
+@torch.no_grad()
+def posterior_comparison(model: VAE, x: torch.Tensor, config: MnistInferenceConfig) -> dict[str, torch.Tensor]:
+    """True posterior p(z|x) (importance resampling, prior proposal) against q(z|x), per image.
+
+    With the prior as proposal the weights are w_k = p(x|z_k), and with W_k = w_k / sum_j w_j
+    and p(x) ~= (1/K) sum_j w_j, log p(z_k|x) = log p(z_k) + log p(x|z_k) - log p(x) ~=
+    log p(z_k) + log(K W_k). So KL(p(z|x) || q(z|x)) = E_p(z|x)[log p(z|x) - log q(z|x)] is
+    estimated by sum_k W_k [log p(z_k) + log(K W_k) - log q(z_k|x)] (self-normalised
+    importance sampling: consistent, biased by O(1/ESS)).
+    """
+    post = posterior_samples(
+        model, x, config.num_posterior_samples, num_proposals=config.num_proposals, proposal="prior"
+    )
+    qz = model.encode(x)
+    z, w = post.proposals, post.weights  # [K, B, dim], [K, B]
+    log_p_post = model.prior().log_prob(z) + torch.log(len(w) * w)
+    kl = torch.where(w > 0, w * (log_p_post - qz.log_prob(z)), 0.0).sum(0)
+    return {
+        "true": post.samples.transpose(0, 1),  # [B, S, dim]
+        "approx": qz.sample((config.num_posterior_samples,)).transpose(0, 1),
+        "ess": post.ess,
+        "kl": kl,
+    }
+
+
+@torch.no_grad()
+def generation_gap(model: VAE, x_train: torch.Tensor, x_test: torch.Tensor, bandwidth: float) -> dict[str, float]:
+    """MMD^2 in pixel space of reconstructions (of ``x_train``) and of ancestral samples to the test images.
+
+    Both use the decoder's mean image; the Gaussian kernel's ``bandwidth`` is fixed from the
+    test images so that the numbers of different models compare.
+    """
+    recon = model.reconstruct(x_train).flatten(1)
+    samples = model.sample(len(x_train), mean=True).flatten(1)
+    test = x_test.flatten(1)
+    return {
+        "reconstructions": float(mmd(recon, test, bandwidth=bandwidth)),
+        "samples": float(mmd(samples, test, bandwidth=bandwidth)),
+    }
+
+
+def plot_fig2(results: dict, config: MnistInferenceConfig) -> Figure:
+    """log det Cov[q(z)] against the training-set size, on training and test codes."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for obj in OBJECTIVES:
+        for split, style in (("train", "-o"), ("test", "--s")):
+            values = [results["fig2"][obj][str(n)][split]["log_det"] for n in config.sizes]
+            ax.plot(config.sizes, values, style, color=COLORS[obj], label=f"{LABELS[obj]}, {split} codes")
+    ax.axhline(0.0, color="tab:purple", lw=1, label="p(z) = N(0, I)")
+    ax.set(xscale="log", xlabel="training-set size N", ylabel="log det Cov[q(z)]",
+           title=f"Fig. 2 reproduced (z = {config.latent_dim}, {config.iterations} steps per model)")
+    ax.text(0.02, 0.02, "paper: ELBO above 0 at every N, most at small N; MMD-VAE near 0",
+            transform=ax.transAxes, fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training(results: dict, config: MnistInferenceConfig) -> Figure:
+    """log det Cov[q(z)] of test codes over the training of the z = 10 models at N = plot_size."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for obj in OBJECTIVES:
+        steps, values = results["training"][f"{obj}-z{config.latent_dim}-N{config.plot_size}"]["log_det_test"]
+        ax.plot(steps, values, "-o", color=COLORS[obj], label=LABELS[obj])
+    ax.axhline(0.0, color="tab:purple", lw=1, label="p(z) = N(0, I)")
+    ax.set(xlabel="training step", ylabel="log det Cov[q(z)], test codes",
+           title=f"During training (N = {config.plot_size}, z = {config.latent_dim})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig3(aggregates: dict[str, tuple[torch.Tensor, torch.Tensor]], results: dict) -> Figure:
+    """Contours of p(z) and of q(z) (test set, z = 2) for MMD-VAE and ELBO."""
+    reach = max(4.0, max(float(means.abs().max()) for means, _ in aggregates.values()) + 0.5)
+    grid = torch.linspace(-reach, reach, 201)
+    zz = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)
+    panels = {"p(z)": torch.distributions.Normal(0.0, 1.0).log_prob(zz).sum(-1)}
+    for obj in ("mmd", "elbo"):
+        means, stds = (t.cpu() for t in aggregates[obj])
+        panels[f"q(z), {LABELS[obj]}"] = mixture_log_density(zz, means, stds)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    levels = np.linspace(0, 0.2, 11)[1:]
+    for ax, (title, log_density) in zip(axes, panels.items()):
+        ax.contour(grid.numpy(), grid.numpy(), log_density.exp().reshape(len(grid), len(grid)).numpy(), levels=levels, cmap="viridis")
+        obj = next((o for o in OBJECTIVES if LABELS[o] in title), None)
+        if obj:
+            title += f"\nKL(q(z)||p(z)) = {results['fig3'][obj]['kl']:.2f} nats"
+        ax.set(title=title, xlabel="z1", ylabel="z2", aspect="equal")
+    fig.suptitle("Fig. 3 reproduced (N = 500, z = 2). Paper: MMD-VAE's q(z) almost identical to p(z), ELBO's far off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig4(comparisons: dict[str, dict[str, torch.Tensor]]) -> Figure:
+    """True posterior samples (green) against q(z|x) samples (blue), same scale in every panel."""
+    n = comparisons["elbo"]["true"].shape[0]
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.8), squeeze=False)
+    everything = torch.cat([c[k].reshape(-1, 2) for c in comparisons.values() for k in ("true", "approx")])
+    lo, hi = everything.quantile(0.005, 0).tolist(), everything.quantile(0.995, 0).tolist()
+    for row, obj in enumerate(OBJECTIVES):
+        c = comparisons[obj]
+        for i, ax in enumerate(axes[row]):
+            ax.scatter(*c["true"][i].T.cpu().numpy(), s=3, color="tab:green", alpha=0.5, label="p(z|x)")
+            ax.scatter(*c["approx"][i].T.cpu().numpy(), s=3, color="tab:blue", alpha=0.5, label="q(z|x)")
+            ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xticks=[], yticks=[])
+            ax.set_title(f"ESS {c['ess'][i]:.0f}, KL {c['kl'][i]:.1f}", fontsize=8)
+        axes[row, 0].set_ylabel(LABELS[obj], fontsize=9)
+    axes[0, 0].legend(fontsize=7, markerscale=3)
+    fig.suptitle("Fig. 4 reproduced (test images, N = 500, z = 2). Paper: ELBO's q(z|x) further from p(z|x)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig5(images: dict[str, dict[str, torch.Tensor]]) -> Figure:
+    """Reconstructions of training images and ancestral samples, up to 8 x 8 each, per model."""
+    side = min(8, math.isqrt(min(len(v) for per_model in images.values() for v in per_model.values())))
+    fig, axes = plt.subplots(2, 2, figsize=(8, 8.4))
+    for row, obj in enumerate(OBJECTIVES):
+        for col, kind in enumerate(("reconstructions", "samples")):
+            grid = images[obj][kind][: side * side].cpu().view(side, side, 28, 28)
+            grid = grid.permute(0, 2, 1, 3).reshape(side * 28, side * 28)
+            axes[row, col].imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1)
+            axes[row, col].set_title(f"{LABELS[obj]}: {kind}", fontsize=10)
+            axes[row, col].axis("off")
+    fig.suptitle("Fig. 5 reproduced (N = 500, z = 10, decoder means).\n"
+                 "Paper: ELBO sharp reconstructions, poor samples; MMD-VAE both alike")
+    fig.tight_layout()
+    return fig
+
+
+def run(config: MnistInferenceConfig | str | None = None, progress: bool = True) -> Outcome:
+    """Train ELBO and MMD-VAE across training-set sizes and measure Figs. 2-5."""
+    config = resolve_config(config, MnistInferenceConfig)
+    start = time.perf_counter()
+    device = get_device()
+    x_all, _ = training_subset(max(config.sizes), seed=config.seed, binarize="stochastic")
+    x_test = load_mnist("test", binarize="stochastic", seed=config.seed)[0][: config.num_codes].to(device)
+    g = torch.Generator().manual_seed(config.seed)
+    results: dict = {"fig2": {obj: {} for obj in OBJECTIVES}, "fig3": {}, "fig4": {}, "fig5": {}, "training": {}}
+    fig5_images, aggregates, comparisons = {}, {}, {}
+    pixel_bandwidth = float(squared_distances(x_test[:500].flatten(1), x_test[:500].flatten(1)).median()) / 2
+
+    for obj in OBJECTIVES:
+        for n in config.sizes:
+            x_train = x_all[:n].to(device)
+            x_eval = x_test if n == config.plot_size else None
+            model, history = train_model(obj, x_train, config.latent_dim, config, x_eval, progress)
+            results["training"][f"{obj}-z{config.latent_dim}-N{n}"] = history
+            results["fig2"][obj][str(n)] = {
+                "train": code_statistics(model, x_train[: config.num_codes]),
+                "test": code_statistics(model, x_test),
+            }
+            if n == config.plot_size:
+                shown = x_train[: config.num_generated]
+                results["fig5"][obj] = generation_gap(model, shown, x_test, pixel_bandwidth)
+                fig5_images[obj] = {"reconstructions": model.reconstruct(shown[:64]), "samples": model.sample(64, mean=True)}
+
+        x_train = x_all[: config.plot_size].to(device)
+        model, history = train_model(obj, x_train, config.plot_dim, config, progress=progress)
+        results["training"][f"{obj}-z{config.plot_dim}-N{config.plot_size}"] = history
+        aggregates[obj] = aggregate_posterior(model, x_test)
+        results["fig3"][obj] = {
+            "kl": aggregate_kl(*aggregates[obj], num_samples=len(x_test), generator=g),
+            **code_statistics(model, x_test),
+        }
+        comparisons[obj] = posterior_comparison(model, x_test[: config.num_posterior_images], config)
+        results["fig4"][obj] = {
+            "ess": comparisons[obj]["ess"].tolist(),
+            "kl": comparisons[obj]["kl"].tolist(),
+            "median_kl": float(comparisons[obj]["kl"].median()),
+        }
+
+    figures = {
+        "fig2": plot_fig2(results, config),
+        "fig3": plot_fig3(aggregates, results),
+        "fig4": plot_fig4(comparisons),
+        "fig5": plot_fig5(fig5_images),
+        "training": plot_training(results, config),
+    }
+    return Outcome("fig2-5", config, results, figures, seconds=time.perf_counter() - start)
