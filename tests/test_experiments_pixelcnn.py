@@ -1,0 +1,180 @@
+"""Fig. 6 and Table 1 experiments (chapters 8 and 9): configurations and a tiny end-to-end run.
+
+The paper profile is checked field by field against SPEC section 4 (it is not run here:
+it needs a GPU); the experiment functions run at a size of seconds, with the model cache
+in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from infovae.experiments import EXPERIMENTS
+from infovae.experiments.flexible_decoders import PAPER_DIMS, PAPER_FIG6, FlexibleDecodersConfig
+from infovae.experiments.flexible_decoders import run as run_fig6
+from infovae.experiments.log_likelihood import PAPER_TABLE1, LogLikelihoodConfig, negative_log_likelihood
+from infovae.experiments.log_likelihood import run as run_table1
+from infovae.experiments.pixelcnn_models import (
+    MODELS,
+    PixelCNNSetup,
+    build_model,
+    make_loss,
+    setup_for_profile,
+    train_pixelcnn_model,
+)
+from infovae.metrics import log_likelihood_with_error
+from infovae.networks import PointMass
+
+TINY = PixelCNNSetup(
+    layers=1, channels=4, encoder_hidden=16, iterations=4, batch_size=20, adversarial="js",
+    critic_hidden=8, critic_lr=1e-3, train_images=200, track_every=2, track_images=40,
+)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path
+
+
+class ConstantClassifier(torch.nn.Module):
+    """Puts every image in class 3: the class-distribution metric is then known exactly."""
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 10)
+        logits[:, 3] = 1.0
+        return logits
+
+
+def test_registered():
+    assert EXPERIMENTS["fig6"] is run_fig6
+    assert EXPERIMENTS["table1"] is run_table1
+
+
+def test_paper_profile_is_spec_section_4():
+    fig6 = FlexibleDecodersConfig.for_profile("paper")
+    s = fig6.setup
+    assert (s.layers, s.channels, s.encoder_hidden) == (12, 32, 512)
+    assert (s.batch_size, s.lr, s.clip_value, s.lam) == (100, 1e-3, 1.0, 1000.0)
+    assert (s.adversarial, s.critic_hidden, s.critic_lr, s.train_images) == ("wgan-gp", 512, 2e-5, 50_000)
+    assert fig6.latent_dims == PAPER_DIMS == (2, 5, 10, 20, 40)
+    assert fig6.models == MODELS
+    assert (fig6.num_codes, fig6.num_class_samples, fig6.num_labels, fig6.classifier_profile) == (40_000, 10_000, 1000, "paper")
+    table1 = LogLikelihoodConfig.for_profile("paper")
+    assert table1.setup == s  # the same models as Fig. 6
+    assert (table1.latent_dim, table1.num_samples, table1.num_test) == (5, 5000, 10_000)
+    assert table1.models == ("elbo", "mmd", "stein", "adversarial")
+
+
+def test_paper_values_are_spec_section_5():
+    assert PAPER_TABLE1 == {"elbo": 82.75, "mmd": 80.76, "stein": 81.47, "adversarial": 82.21}
+    for quantity, by_model in PAPER_FIG6.items():
+        for name, values in by_model.items():
+            assert len(values) == len(PAPER_DIMS), (quantity, name)
+    assert PAPER_FIG6["semi_supervised_accuracy"]["elbo"][0] == 0.1
+    assert PAPER_FIG6["full_batch_mmd"]["mmd"][-1] == 1.08e-3
+
+
+@pytest.mark.parametrize("profile", ["quick", "book"])
+def test_small_profiles_share_models_between_chapters(profile):
+    fig6, table1 = FlexibleDecodersConfig.for_profile(profile), LogLikelihoodConfig.for_profile(profile)
+    assert fig6.setup == table1.setup == setup_for_profile(profile)
+    assert fig6.setup.cache_key("mmd", 5) == table1.setup.cache_key("mmd", 5)
+
+
+def test_models_and_objectives():
+    setup = setup_for_profile("quick")
+    for name in MODELS:
+        model, loss = build_model(name, 3, setup), make_loss(name, 3, setup)
+        x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
+        qz = model.encode(x)
+        assert isinstance(qz, PointMass) == (name == "autoencoder")
+        expected_weights = {"elbo": (1.0, 0.0), "mmd": (0.0, 1000.0), "stein": (0.0, 1000.0),
+                            "adversarial": (0.0, 1000.0), "autoencoder": (0.0, 0.0)}[name]
+        assert (loss.kl_weight, loss.divergence_weight) == expected_weights
+        assert torch.isfinite(loss(model, x).loss)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("vae", 2, setup)
+    with pytest.raises(ValueError, match="adversarial"):
+        PixelCNNSetup(adversarial="gan")
+
+
+def test_cache_key_and_reuse(cache_dir):
+    assert TINY.cache_key("mmd", 2) != TINY.cache_key("mmd", 3) != TINY.cache_key("elbo", 3)
+    assert TINY.cache_key("mmd", 2) != replace(TINY, iterations=5).cache_key("mmd", 2)
+    model, history = train_pixelcnn_model("mmd", 2, TINY, progress=False)
+    assert history["full_batch_mmd"][0] == [2, 4]
+    assert len(list((cache_dir / "infovae" / "pixelcnn-models").iterdir())) == 1
+    again, history2 = train_pixelcnn_model("mmd", 2, TINY, progress=False)
+    assert history2 == history
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    fresh, _ = train_pixelcnn_model("mmd", 2, TINY, progress=False, cache=False)  # same seed: same weights
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.allclose(a, b)
+
+
+def test_fig6_tiny_run(cache_dir):
+    config = FlexibleDecodersConfig(
+        latent_dims=(2,), setup=TINY, num_codes=60, num_class_samples=8, classifier_profile="quick",
+        svm_pool=200, svm_test=50, svm_draws=1, num_labels=100, num_info_images=30, stronger_decoder=(2, 4),
+    )
+    outcome = run_fig6(config, progress=False, classifier=ConstantClassifier())
+    json.dumps(outcome.to_json())
+    assert set(outcome.figures) == {"fig6", "samples"}
+    stronger = outcome.results["stronger_decoder"]
+    assert (stronger["layers"], stronger["channels"], stronger["latent_dim"]) == (2, 4, 2)
+    assert len(stronger["kl"]) == 4 and 0 <= stronger["semi_supervised_error"] <= 1 and stronger["training_seconds"] > 0
+    assert outcome.results["mutual_information_bound"] == math.log(30)
+    for name in MODELS:
+        m = outcome.results["metrics"][name]["2"]
+        # every sample is labelled 3: KL(uniform || c_hat) with c_hat = (8 + 1) / 18 there, 1/18 elsewhere
+        assert math.isclose(m["class_cross_entropy"], 0.1 * (math.log(0.1 * 18 / 9) + 9 * math.log(0.1 * 18)), rel_tol=1e-9)
+        assert m["full_batch_mmd"] >= 0 and math.isfinite(m["log_det_per_dim"])
+        assert 0 <= m["semi_supervised_error"] <= 1
+        assert math.isfinite(m["shuffled_gap"])
+        assert (m["mutual_information"] is None) == (name == "autoencoder")
+        track = outcome.results["tracking"][name]["2"]
+        assert track["mmd_steps"] == [2, 4] and track["steps"] == [1, 2, 3, 4]
+        assert ("kl" in track) == (name == "elbo")
+
+
+def test_table1_tiny_run(cache_dir):
+    config = LogLikelihoodConfig(latent_dim=2, models=("elbo", "mmd"), setup=TINY, num_test=6, num_samples=4, num_prior_samples=4)
+    outcome = run_table1(config, progress=False)
+    json.dumps(outcome.to_json())
+    results = outcome.results
+    assert sorted(results["ranking"]) == ["elbo", "mmd"]
+    assert results["paper_ranking"] == ["mmd", "elbo"]
+    diff = results["paired_differences"]["elbo - mmd"]
+    assert math.isclose(diff["mean"], results["best_nll"]["elbo"] - results["best_nll"]["mmd"], abs_tol=1e-5)
+    assert diff["stderr"] >= 0
+    for name in ("elbo", "mmd"):
+        for key in ("iwae", "prior"):
+            r = results["models"][name][key]
+            assert r["nll"] > 0 and r["stderr"] >= r["stderr_images"] > 0
+        assert results["best_nll"][name] == min(results["models"][name]["iwae"]["nll"], results["models"][name]["prior"]["nll"])
+
+
+def test_negative_log_likelihood_aggregates_per_image_estimates():
+    torch.manual_seed(0)
+    model = build_model("elbo", 2, TINY).eval()
+    x = torch.bernoulli(torch.full((5, 1, 28, 28), 0.2))
+    torch.manual_seed(1)
+    r, values = negative_log_likelihood(model, x, 6, "encoder", 4096)
+    torch.manual_seed(1)
+    est = log_likelihood_with_error(model, x, 6, proposal="encoder")
+    per_image = [-float(v) for v in est.estimate]
+    mean = sum(per_image) / 5
+    sd = math.sqrt(sum((v - mean) ** 2 for v in per_image) / 4)
+    mc = math.sqrt(sum(float(s) ** 2 for s in est.stderr)) / 5
+    assert math.isclose(r["nll"], mean, rel_tol=1e-6)
+    assert torch.allclose(values, -est.estimate.double())
+    assert math.isclose(r["stderr_images"], sd / math.sqrt(5), rel_tol=1e-5)
+    assert math.isclose(r["stderr_mc"], mc, rel_tol=1e-5)
+    assert math.isclose(r["stderr"], math.hypot(sd / math.sqrt(5), mc), rel_tol=1e-5)
