@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import _cache_dir, binarize_images, load_mnist
+from .data import cache_dir, binarize_images, load_mnist
 from .runtime import get_device, get_profile
 from .train import save_checkpoint
 
@@ -120,7 +120,7 @@ def classifier_accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def classifier_path(steps: int, seed: int = 0) -> Path:
     """Where the cached classifier of ``steps`` training steps lives."""
-    return _cache_dir() / f"classifier-v{CLASSIFIER_VERSION}-{steps}steps-seed{seed}.pt"
+    return cache_dir() / f"classifier-v{CLASSIFIER_VERSION}-{steps}steps-seed{seed}.pt"
 
 
 def load_classifier(

@@ -79,7 +79,11 @@ def mnist_source() -> Path:
     return path
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Folder of the package's caches (decoded MNIST, trained classifier and models).
+
+    ``$XDG_CACHE_HOME/infovae``, or ``~/.cache/infovae``; created on first write.
+    """
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "infovae"
 
@@ -111,7 +115,7 @@ def read_mnist_pickle(path: Path, sha256: str = MNIST_SHA256) -> dict[str, tuple
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """All three splits as uint8 pixels, read once per process and cached on disk."""
-    cache = _cache_dir() / f"mnist-{MNIST_SHA256[:16]}.npz"
+    cache = cache_dir() / f"mnist-{MNIST_SHA256[:16]}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as f:
             return {s: (f[f"{s}_x"], f[f"{s}_y"]) for s in SPLITS}

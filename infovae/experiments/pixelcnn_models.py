@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from ..data import _cache_dir, load_mnist
+from ..data import cache_dir, load_mnist
 from ..metrics import encode_codes, full_batch_mmd
 from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
@@ -214,7 +214,7 @@ def train_pixelcnn_model(
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be positive, got {latent_dim}")
     device = get_device()
-    path = _cache_dir() / "pixelcnn-models" / f"{name}-z{latent_dim}-{setup.cache_key(name, latent_dim)}.pt"
+    path = cache_dir() / "pixelcnn-models" / f"{name}-z{latent_dim}-{setup.cache_key(name, latent_dim)}.pt"
     torch.manual_seed(setup.seed)
     model = build_model(name, latent_dim, setup)
     if cache and path.is_file():
