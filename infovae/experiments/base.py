@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,16 @@ from ..runtime import PROFILES, get_device, get_profile
 
 
 C = TypeVar("C")
+
+
+def config_for_profile(config_class: type[C], profile: str, overrides: dict[str, dict[str, Any]]) -> C:
+    """The paper's configuration (the dataclass defaults) with the departures of ``profile``.
+
+    ``overrides`` maps each profile name to the fields it changes (``{}`` for the paper).
+    """
+    if profile not in overrides:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(overrides)}")
+    return replace(config_class(), **overrides[profile])
 
 
 def resolve_config(config: C | str | None, config_class: type[C]) -> C:

@@ -44,7 +44,7 @@ from ..metrics import (
 )
 from ..runtime import PROFILES, get_device
 from ..vae import VAE
-from .base import Outcome, resolve_config
+from .base import Outcome, config_for_profile, resolve_config
 from .pixelcnn_models import (
     COLORS,
     LABELS,
@@ -136,7 +136,7 @@ class FlexibleDecodersConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "FlexibleDecodersConfig":
         """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper`` (GPU)."""
-        sizes = {
+        return config_for_profile(cls, profile, {
             "quick": dict(
                 latent_dims=(5,),
                 setup=setup_for_profile("quick"),
@@ -150,10 +150,7 @@ class FlexibleDecodersConfig:
                 svm_draws=3, num_info_images=1000, stronger_decoder=(12, 16),
             ),
             "paper": dict(),
-        }
-        if profile not in sizes:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(sizes)}")
-        return replace(cls(), **sizes[profile])
+        })
 
 
 @torch.inference_mode()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from ..data import load_mnist
 from ..metrics import log_likelihood_with_error
 from ..runtime import get_device
-from .base import Outcome, resolve_config
+from .base import Outcome, config_for_profile, resolve_config
 from .pixelcnn_models import COLORS, LABELS, PixelCNNSetup, check_model_name, setup_for_profile, train_pixelcnn_model
 
 TABLE1_MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial")
@@ -77,17 +77,14 @@ class LogLikelihoodConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "LogLikelihoodConfig":
         """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper`` (GPU)."""
-        sizes = {
+        return config_for_profile(cls, profile, {
             "quick": dict(
                 setup=setup_for_profile("quick"),
                 num_test=50, num_samples=20, num_prior_samples=20,
             ),
             "book": dict(setup=setup_for_profile("book"), num_test=100, num_samples=50, num_prior_samples=200),
             "paper": dict(),
-        }
-        if profile not in sizes:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(sizes)}")
-        return replace(cls(), **sizes[profile])
+        })
 
 
 def negative_log_likelihood(

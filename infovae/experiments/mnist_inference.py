@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,7 +41,7 @@ from ..objective import InfoVAELoss
 from ..runtime import get_device
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import Outcome, resolve_config
+from .base import Outcome, config_for_profile, resolve_config
 
 OBJECTIVES: tuple[str, ...] = ("elbo", "mmd")
 LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE (λ=1000)"}
@@ -92,7 +92,7 @@ class MnistInferenceConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "MnistInferenceConfig":
         """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper``."""
-        sizes = {
+        return config_for_profile(cls, profile, {
             "quick": dict(
                 sizes=(500, 1000), iterations=25, batch_size=50, lr=1e-3, hidden=256, num_codes=300,
                 num_posterior_images=3, num_proposals=300, num_posterior_samples=100, num_generated=100,
@@ -103,10 +103,7 @@ class MnistInferenceConfig:
                 num_posterior_images=6, num_proposals=2000, num_generated=500, eval_every=100,
             ),
             "paper": dict(),
-        }
-        if profile not in sizes:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(sizes)}")
-        return replace(cls(), **sizes[profile])
+        })
 
 
 def make_loss(objective: str, config: MnistInferenceConfig) -> InfoVAELoss:

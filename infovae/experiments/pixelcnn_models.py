@@ -39,6 +39,7 @@ from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
 from ..runtime import get_device
 from ..train import Trainer, TrainConfig, load_checkpoint, save_checkpoint
 from ..vae import VAE
+from .base import config_for_profile
 
 MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial", "autoencoder")
 LABELS: dict[str, str] = {
@@ -132,9 +133,7 @@ PROFILE_SETUPS: dict[str, dict] = {
 
 def setup_for_profile(profile: str, **changes) -> PixelCNNSetup:
     """The ``PixelCNNSetup`` of a profile (``PROFILE_SETUPS``), with ``changes`` applied."""
-    if profile not in PROFILE_SETUPS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_SETUPS)}")
-    return replace(PixelCNNSetup(), **{**PROFILE_SETUPS[profile], **changes})
+    return replace(config_for_profile(PixelCNNSetup, profile, PROFILE_SETUPS), **changes)
 
 
 def build_model(name: str, latent_dim: int, setup: PixelCNNSetup) -> VAE:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,7 +33,7 @@ from ..objective import InfoVAELoss
 from ..runtime import get_device
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import Outcome, resolve_config
+from .base import Outcome, config_for_profile, resolve_config
 
 DATA_POINTS: tuple[float, float] = (-1.0, 1.0)
 MODELS: tuple[str, ...] = ("elbo", "infovae")
@@ -69,14 +69,11 @@ class TwoPointsConfig:
     @classmethod
     def for_profile(cls, profile: str) -> "TwoPointsConfig":
         """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper``."""
-        sizes = {
+        return config_for_profile(cls, profile, {
             "quick": dict(iterations=300, eval_every=50, num_samples=20_000),
             "book": dict(iterations=6000, eval_every=250),
             "paper": dict(),
-        }
-        if profile not in sizes:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(sizes)}")
-        return replace(cls(), **sizes[profile])
+        })
 
 
 def make_loss(name: str, config: TwoPointsConfig) -> InfoVAELoss:
