@@ -3,11 +3,11 @@
 The package behind the executable book on Zhao, Song & Ermon (AAAI 2019). The public
 names below are stable: the book, the tests and users rely on them. Submodules:
 ``data``, ``divergences``, ``objective``, ``networks``, ``pixelcnn``, ``train``,
-``classifier``, ``metrics``, ``finite`` and ``linear_gaussian`` (Part I), ``experiments``
+``classifier``, ``metrics``, ``tuning`` (choosing lambda), ``finite`` and ``linear_gaussian`` (Part I), ``experiments``
 (Part II), ``book`` (helpers of the chapters).
 """
 
-from . import book, finite, linear_gaussian, metrics
+from . import book, finite, linear_gaussian, metrics, tuning
 from .data import load_mnist
 from .divergences import gaussian_kl, mmd
 from .networks import build_vae
@@ -35,4 +35,5 @@ __all__ = [
     "metrics",
     "mmd",
     "seed_everything",
+    "tuning",
 ]

@@ -37,7 +37,8 @@ class LambdaSuggestion:
         lam: the suggested lambda, ``ratio * reconstruction / divergence``.
         reconstruction: R = -E log p(x|z) on the batch, nats per image (mean over repeats).
         divergence: the MMD estimate of D(q(z) || p(z)) (mean over repeats).
-        reconstruction_std, divergence_std: standard deviations over the repeats.
+        reconstruction_std: standard deviation of R over the repeats.
+        divergence_std: standard deviation of D over the repeats.
         steps: optimiser steps taken (on a copy) before measuring.
         ratio: the target of lambda * D / R.
     """
