@@ -2,7 +2,7 @@
 
 * ``train`` trains one model of the book (architecture, objective preset, latent dimension,
   data set, optimiser...) and writes ``checkpoint.pt`` (resumable) and ``history.json`` to
-  ``--out``; defaults follow SPEC section 4 for the chosen architecture.
+  ``--out``; defaults follow the paper and its authors' code for the chosen architecture.
 * ``evaluate`` reads such a checkpoint and reports the loss terms (nats per image) on a
   split of MNIST, and optionally the importance-sampled log-likelihood (Table 1).
 * ``reproduce <figure>`` regenerates a figure or table of the paper at the chosen profile;
@@ -36,7 +36,7 @@ REPRODUCTIONS: dict[str, str] = {
 }
 
 
-# Optimiser, learning rate, clipping and batch size of each architecture (SPEC section 4).
+# Optimiser, learning rate, clipping and batch size of each architecture (the paper and its authors' code).
 ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     "toy": {"optimizer": "adam", "lr": 1e-4, "clip": None, "batch_size": 500},
     "mlp": {"optimizer": "adam", "lr": 1e-3, "clip": None, "batch_size": 100},
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--deterministic", action="store_true", help="point-mass encoder (implied by the autoencoder preset)")
     train.add_argument("--train-size", type=int, help="first N images of a seeded shuffle of the 50k training digits (default: all)")
     train.add_argument("--iterations", type=int, help="optimiser steps (default by profile: " + ", ".join(f"{k} {v}" for k, v in ITERATIONS.items()) + ")")
-    train.add_argument("--batch-size", type=int, help="default: per model, SPEC section 4")
+    train.add_argument("--batch-size", type=int, help="default: per model, as in the paper")
     train.add_argument("--optimizer", choices=["adam", "rmsprop"], help="default: rmsprop for pixelcnn, else adam")
     train.add_argument("--lr", type=float, help="learning rate (default: per model)")
     train.add_argument("--clip", choices=["value", "norm", "none"], help="gradient clipping (default: value to [-1, 1] for pixelcnn, else none)")

@@ -10,7 +10,7 @@ The file is checked against its SHA-256 before it is read, and it is unpickled b
 restricted unpickler that accepts numpy arrays and nothing else. The decoded pixels are
 cached as exact ``uint8`` arrays (the file stores ``k / 256``) so that later loads are fast.
 
-Binarization (chapter 7 and SPEC section 4): ``"threshold"`` (pixel > 0.5), or
+Binarization (chapter 7): ``"threshold"`` (pixel > 0.5), or
 ``"stochastic"``: each pixel is an independent Bernoulli draw with its intensity as the
 probability, either one fixed draw (``load_mnist(binarize="stochastic", seed=...)``) or a
 fresh draw per batch (``binarize_images(x, "stochastic", generator)``, dynamic binarization).

@@ -317,7 +317,7 @@ def gradient_penalty(
 
 
 class _AdversarialDivergence(nn.Module):
-    """A 512-512 leaky-ReLU network on z with its own Adam optimiser (SPEC section 4)."""
+    """A 512-512 leaky-ReLU network on z with its own Adam optimiser (as in the authors' code)."""
 
     def __init__(
         self,

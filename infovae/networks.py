@@ -1,4 +1,4 @@
-"""Encoders and decoders of the paper's experiments (SPEC section 4), returning distributions.
+"""Encoders and decoders of the paper's experiments (sizes of the authors' code), returning distributions.
 
 Every encoder maps ``x [B, ...]`` to q(z|x), a distribution with ``batch_shape [B]`` and
 ``event_shape [latent_dim]``, and exposes ``latent_dim``; every decoder maps ``z [B, dim]``
@@ -273,7 +273,7 @@ class ConvDecoder(nn.Module):
 
 
 def build_vae(architecture: str, latent_dim: int, deterministic: bool = False) -> VAE:
-    """The models of the book by name, with the sizes of SPEC section 4.
+    """The models of the book by name, with the sizes of the paper's experiments.
 
     Args:
         architecture: ``"toy"`` (Fig. 1 MLPs, Gaussian decoder, x in R^1), ``"mlp"`` (200-200

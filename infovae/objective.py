@@ -90,9 +90,9 @@ class InfoVAELoss(nn.Module):
         latent_dim: for ``"js"``/``"wgan-gp"``, builds the network now (else on first use,
             on the codes' device and dtype).
         critic_hidden: width of the adversarial network's two hidden layers.
-        critic_lr: its Adam learning rate (SPEC section 4: 2e-5).
-        critic_betas: its Adam betas (SPEC section 4: (0.5, 0.9)).
-        gp_weight: the WGAN-GP gradient-penalty weight (SPEC section 4: 10).
+        critic_lr: its Adam learning rate (authors' code: 2e-5).
+        critic_betas: its Adam betas (authors' code: (0.5, 0.9)).
+        gp_weight: the WGAN-GP gradient-penalty weight (authors' code: 10).
         allow_negative_weights: accept alpha > 1 or alpha + lambda < 1, which put a
             negative weight on a divergence (the objective then rewards a mismatch).
     """

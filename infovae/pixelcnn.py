@@ -35,7 +35,7 @@ SAMPLERS: tuple[str, ...] = ("incremental", "naive")
 
 @dataclass
 class PixelCNNConfig:
-    """Sizes of the gated PixelCNN (defaults: the paper's, SPEC section 4).
+    """Sizes of the gated PixelCNN (defaults: the paper's).
 
     Attributes:
         latent_dim: dimension of the conditioning code z.

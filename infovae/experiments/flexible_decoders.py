@@ -16,7 +16,7 @@ models) are trained for every latent dimension of the configuration and measured
   test images, and the nats of log p(x|z) that the decoder loses when each test image gets
   another image's code (about 0 when the decoder ignores z).
 
-The paper's values (SPEC section 5, from the authors' plotting code) are in ``PAPER_FIG6``.
+The paper's values (from the authors' plotting code) are in ``PAPER_FIG6``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from .pixelcnn_models import (
 
 PAPER_DIMS: tuple[int, ...] = (2, 5, 10, 20, 40)
 # Fig. 6 of Zhao, Song & Ermon (AAAI 2019), values at latent dims 2, 5, 10, 20, 40 as given in
-# the authors' plotting code (SPEC section 5). Semi-supervised *accuracy* there; we plot error.
+# the authors' plotting code. Semi-supervised *accuracy* there; we plot error.
 PAPER_FIG6: dict[str, dict[str, tuple[float, ...]]] = {
     "full_batch_mmd": {
         "stein": (2e-4, 8e-4, 1.15e-3, 4e-3, 1.4e-2),
@@ -89,7 +89,7 @@ PAPER_FIG6: dict[str, dict[str, tuple[float, ...]]] = {
 
 @dataclass
 class FlexibleDecodersConfig:
-    """Sizes of the Fig. 6 experiment (the paper's constants by default, SPEC section 4).
+    """Sizes of the Fig. 6 experiment (the paper's constants by default).
 
     Attributes:
         latent_dims: dimensions of z (paper: 2, 5, 10, 20, 40).

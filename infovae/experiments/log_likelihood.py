@@ -13,7 +13,7 @@ the test set by importance sampling (``infovae.metrics.log_likelihood_with_error
 Both are lower bounds of log p(x) in expectation, so the NLLs are upper bounds in
 expectation. Each comes with two standard errors: over the test images (the sample of
 images) and the Monte Carlo error of the K samples (delta method, averaged over images).
-The paper's numbers (SPEC section 5) are in ``PAPER_TABLE1``.
+The paper's numbers (its Table 1) are in ``PAPER_TABLE1``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from .pixelcnn_models import COLORS, LABELS, PixelCNNSetup, check_model_name, se
 TABLE1_MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial")
 # Table 1 of Zhao, Song & Ermon (AAAI 2019): negative log-likelihood on binarized MNIST, nats.
 PAPER_TABLE1: dict[str, float] = {"elbo": 82.75, "mmd": 80.76, "stein": 81.47, "adversarial": 82.21}
-# Published references on binarized MNIST quoted by SPEC section 5 (nats).
+# Published references on binarized MNIST (nats).
 REFERENCES: dict[str, float] = {"PixelCNN": 81.30, "VAE, one stochastic layer (MLP)": 86.76, "IWAE, k = 50": 84.78}
 
 
 @dataclass
 class LogLikelihoodConfig:
-    """Sizes of the Table 1 experiment (the paper's constants by default, SPEC section 4).
+    """Sizes of the Table 1 experiment (the paper's constants by default).
 
     Attributes:
         latent_dim: dimension of z (paper: 5).

@@ -50,7 +50,7 @@ COLORS = {"elbo": "tab:blue", "mmd": "tab:orange"}
 
 @dataclass
 class MnistInferenceConfig:
-    """Sizes of the Figs. 2-5 experiment (the paper's constants by default, SPEC section 4).
+    """Sizes of the Figs. 2-5 experiment (the paper's constants by default).
 
     Attributes:
         sizes: training-set sizes N of Fig. 2 (paper: 500 ... 50000).

@@ -2,7 +2,7 @@
 
 Both experiments train the same five models of Eq. (6) (book chapter 4) with a gated
 PixelCNN decoder (``infovae.pixelcnn``) and the batch-normalized convolutional encoder of
-SPEC section 4, on MNIST binarized afresh for every batch:
+the paper and its authors' code, on MNIST binarized afresh for every batch:
 
 * ``"elbo"``: alpha = 0, lambda = 1, no divergence (the negative ELBO);
 * ``"mmd"``: MMD-VAE, alpha = 1, lambda = 1000, D = MMD against 200 fresh prior samples;

@@ -42,7 +42,7 @@ NEAR: float = 0.1  # a generated x counts as "on the data" within this distance 
 
 @dataclass
 class TwoPointsConfig:
-    """Sizes of the Fig. 1 experiment (the paper's constants by default, SPEC section 4).
+    """Sizes of the Fig. 1 experiment (the paper's constants by default).
 
     Attributes:
         iterations: Adam steps per model (not given in the paper; our choice per profile).

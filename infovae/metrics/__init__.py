@@ -1,4 +1,4 @@
-"""The paper's metrics (chapters 7-9 of the book; SPEC section 4).
+"""The paper's metrics (chapters 7-9 of the book).
 
 Every function documents the quantity it estimates, its estimator's bias and variance and
 its cost. Model-based metrics take an ``infovae.VAE`` (anything with ``encode``,
