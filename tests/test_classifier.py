@@ -30,3 +30,20 @@ def test_load_classifier_trains_once_then_reads_the_cache(tmp_path, monkeypatch)
         clf.load_classifier("huge")
     with pytest.raises(ValueError, match="28"):
         first(torch.zeros(2, 784))
+
+
+def test_random_shift_matches_a_per_image_loop():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 2, 9, 7, dtype=torch.float64)
+    out = clf.random_shift(x, 2, g)
+    offsets = torch.randint(0, 5, (6, 2), generator=torch.Generator().manual_seed(3)) - 2  # the same draws
+    for img, shifted, (dr, dc) in zip(x, out, offsets.tolist()):
+        expected = torch.zeros_like(img)  # output pixel (i, j) shows input pixel (i + dr, j + dc)
+        for i in range(9):
+            for j in range(7):
+                if 0 <= i + dr < 9 and 0 <= j + dc < 7:
+                    expected[:, i, j] = img[:, i + dr, j + dc]
+        assert torch.equal(shifted, expected)
+    assert clf.random_shift(x, 0, g) is x
+    with pytest.raises(ValueError, match="max_shift"):
+        clf.random_shift(x, -1, g)
