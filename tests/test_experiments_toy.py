@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -173,9 +174,12 @@ def test_posterior_comparison_recovers_the_closed_form_kl():
     assert torch.allclose(out["kl"], exact, atol=0.1)
 
 
-def test_fig25_runs_at_a_tiny_size(tmp_path):
+def test_fig25_runs_at_a_tiny_size_and_caches_its_models(tmp_path, monkeypatch):
+    iv.load_mnist("train"), iv.load_mnist("test")  # MNIST is cached per process before the cache directory moves
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     config = fig25.MnistInferenceConfig(
         sizes=(60, 120), iterations=2, batch_size=20, hidden=32, plot_size=60, num_codes=60, eval_every=1,
+        plot_iterations=3, plot_batch_size=10,
         num_posterior_images=2, num_proposals=50, num_posterior_samples=20, num_generated=30,
     )
     out = fig25.run(config, progress=False)
@@ -189,6 +193,13 @@ def test_fig25_runs_at_a_tiny_size(tmp_path):
         assert len(out.results["fig4"][obj]["ess"]) == 2
         assert set(out.results["fig5"][obj]) == {"reconstructions", "samples"}
     assert out.results["training"]["mmd-z10-N60"]["log_det_test"][0] == [1, 2]
+    assert out.results["training"]["mmd-z2-N60"]["loss"][0][-1] == 3  # the plot models' own length
     written = out.save(tmp_path, stem="tiny")
     assert {p.name for p in written} == {"tiny.json", "tiny-training.png"} | {f"tiny-fig{i}.png" for i in (2, 3, 4, 5)}
     json.loads((tmp_path / "tiny.json").read_text())
+    # six trained models cached (2 sizes x 2 objectives + 2 plot models); a second run reads them and measures exactly the same numbers
+    assert len(list((tmp_path / "cache" / "infovae" / "dcgan-models").glob("*.pt"))) == 6
+    again = fig25.run(config, progress=False)
+    assert again.to_json()["results"] == out.to_json()["results"]
+    other = fig25.run(replace(config, lr=1e-2), progress=False, cache=False)  # not read from the cache
+    assert other.to_json()["results"]["fig2"] != out.to_json()["results"]["fig2"]

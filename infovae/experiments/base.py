@@ -9,6 +9,7 @@ and ``python -m infovae reproduce <name>`` call the same function.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
@@ -18,8 +19,11 @@ from typing import Any, TypeVar
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
+from ..data import cache_dir
 from ..runtime import PROFILES, get_device, get_profile
+from ..train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
 
 C = TypeVar("C")
@@ -47,6 +51,40 @@ def resolve_config(config: C | str | None, config_class: type[C]) -> C:
     if not isinstance(config, config_class):
         raise TypeError(f"config must be a {config_class.__name__} or a profile name, got {type(config).__name__}")
     return config
+
+
+def cache_digest(description: dict[str, Any]) -> str:
+    """A short SHA-256 digest of ``description`` (JSON-serialisable, key order irrelevant)."""
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trained_model_path(folder: str, stem: str, description: dict[str, Any]) -> Path:
+    """Where a trained model of an experiment is cached: ``<cache>/<folder>/<stem>-<digest>.pt``.
+
+    ``description`` holds everything that determines the trained weights (model, sizes,
+    optimiser, data, seed and a version number), so a change of any of them is a new file;
+    ``<cache>`` is ``iv.data.cache_dir()`` (``$XDG_CACHE_HOME/infovae`` or ``~/.cache/infovae``).
+    """
+    return cache_dir() / folder / f"{stem}-{cache_digest(description)}.pt"
+
+
+def load_trained_model(path: Path, model: nn.Module, device: torch.device | str) -> dict | None:
+    """Load the weights cached at ``path`` into ``model`` (weights only) and return the training
+    history saved with them, or ``None`` when nothing is cached there."""
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    return state["history"]
+
+
+def save_trained_model(path: Path, model: nn.Module, history: dict, **extra: Any) -> None:
+    """Cache ``model``'s weights with its training ``history`` at ``path`` (atomically; a
+    read-only cache only costs retraining next time)."""
+    try:
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "history": history, **extra}, path)
+    except OSError:
+        pass
 
 
 def _jsonable(value: Any) -> Any:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,8 +41,9 @@ from ..objective import InfoVAELoss
 from ..runtime import get_device
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import Outcome, config_for_profile, resolve_config
+from .base import Outcome, config_for_profile, load_trained_model, resolve_config, save_trained_model, trained_model_path
 
+CACHE_VERSION = 1
 OBJECTIVES: tuple[str, ...] = ("elbo", "mmd")
 LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE (λ=1000)"}
 COLORS = {"elbo": "tab:blue", "mmd": "tab:orange"}
@@ -62,6 +63,9 @@ class MnistInferenceConfig:
         latent_dim: z for Fig. 2 and Fig. 5 (paper: 10).
         plot_dim: z for Figs. 3 and 4 (paper: 2).
         plot_size: N of Figs. 3-5 (paper: 500).
+        plot_iterations: optimiser steps of the ``plot_dim`` models of Figs. 3 and 4 (``None``:
+            ``iterations``, as in the paper).
+        plot_batch_size: their batch size (``None``: ``batch_size``, as in the paper).
         num_codes: images (test, and training up to N) whose codes estimate q(z).
         num_posterior_images: test images of Fig. 4.
         num_proposals: prior samples per image for importance resampling (Fig. 4).
@@ -81,6 +85,8 @@ class MnistInferenceConfig:
     latent_dim: int = 10
     plot_dim: int = 2
     plot_size: int = 500
+    plot_iterations: int | None = None
+    plot_batch_size: int | None = None
     num_codes: int = 10_000
     num_posterior_images: int = 8
     num_proposals: int = 5000
@@ -99,7 +105,8 @@ class MnistInferenceConfig:
                 eval_every=25,
             ),
             "book": dict(
-                sizes=(500, 5000, 50_000), iterations=500, batch_size=50, lr=1e-3, hidden=256, num_codes=2000,
+                sizes=(500, 5000, 50_000), iterations=1000, batch_size=100, lr=1e-3, hidden=256, num_codes=2000,
+                plot_iterations=1500, plot_batch_size=200,
                 num_posterior_images=6, num_proposals=2000, num_generated=500, eval_every=100,
             ),
             "paper": dict(),
@@ -122,15 +129,27 @@ def train_model(
     config: MnistInferenceConfig,
     x_eval: torch.Tensor | None = None,
     progress: bool = True,
+    cache_description: dict | None = None,
 ) -> tuple[VAE, dict[str, list[list[float]]]]:
     """Train a DCGAN VAE on ``data`` (already binarized).
 
     Returns the model and its history, ``{name: [steps, values]}``: the losses (means over
     tenths of the run) and, if ``x_eval`` is given, log det Cov[q(z)] of its codes every
-    ``config.eval_every`` steps.
+    ``config.eval_every`` steps. With a ``cache_description`` (everything that determines
+    the data, see ``run``), the trained model is read from and written to the user's cache.
     """
     torch.manual_seed(config.seed)
     model = VAE(ConvEncoder(latent_dim, hidden=config.hidden), ConvDecoder(latent_dim, hidden=config.hidden))
+    path = None
+    if cache_description is not None:
+        description = {
+            "v": CACHE_VERSION, "objective": objective, "dim": latent_dim, "n": len(data),
+            "eval_images": 0 if x_eval is None else len(x_eval), **cache_description,
+            **{k: getattr(config, k) for k in ("iterations", "batch_size", "lr", "lam", "hidden", "eval_every", "seed")},
+        }
+        path = trained_model_path("dcgan-models", f"{objective}-z{latent_dim}-N{len(data)}", description)
+        if (history := load_trained_model(path, model, get_device())) is not None:
+            return model.to(get_device()).eval(), history
 
     def log_det(trainer: Trainer) -> dict[str, float]:
         means, stds = aggregate_posterior(trainer.model, x_eval)
@@ -149,7 +168,10 @@ def train_model(
     )
     hooks = [log_det] if x_eval is not None else []
     history = Trainer(model, make_loss(objective, config), data, train_config, hooks, device=get_device()).run()
-    return model.eval(), {name: [history.steps(name), history[name]] for name in history.names}
+    record = {name: [history.steps(name), history[name]] for name in history.names}
+    if path is not None:
+        save_trained_model(path, model, record)
+    return model.eval(), record
 
 
 @torch.no_grad()
@@ -326,8 +348,12 @@ def plot_fig5(images: dict[str, dict[str, torch.Tensor]]) -> Figure:
     return fig
 
 
-def run(config: MnistInferenceConfig | str | None = None, progress: bool = True) -> Outcome:
-    """Train ELBO and MMD-VAE across training-set sizes and measure Figs. 2-5."""
+def run(config: MnistInferenceConfig | str | None = None, progress: bool = True, cache: bool = True) -> Outcome:
+    """Train ELBO and MMD-VAE across training-set sizes and measure Figs. 2-5.
+
+    With ``cache`` the trained models are kept in the user's cache directory, keyed by
+    everything that determines them, so a second run only measures.
+    """
     config = resolve_config(config, MnistInferenceConfig)
     start = time.perf_counter()
     device = get_device()
@@ -337,12 +363,15 @@ def run(config: MnistInferenceConfig | str | None = None, progress: bool = True)
     results: dict = {"fig2": {obj: {} for obj in OBJECTIVES}, "fig3": {}, "fig4": {}, "fig5": {}, "training": {}}
     fig5_images, aggregates, comparisons = {}, {}, {}
     pixel_bandwidth = float(squared_distances(x_test[:500].flatten(1), x_test[:500].flatten(1)).median()) / 2
+    # the training sets are the first N of a shuffle of max(sizes) images, binarized once
+    data_description = {"subset": max(config.sizes)} if cache else None
 
     for obj in OBJECTIVES:
         for n in config.sizes:
             x_train = x_all[:n].to(device)
             x_eval = x_test if n == config.plot_size else None
-            model, history = train_model(obj, x_train, config.latent_dim, config, x_eval, progress)
+            model, history = train_model(obj, x_train, config.latent_dim, config, x_eval, progress, data_description)
+            torch.manual_seed(config.seed + n)  # measurements draw the same codes, cached or trained now
             results["training"][f"{obj}-z{config.latent_dim}-N{n}"] = history
             results["fig2"][obj][str(n)] = {
                 "train": code_statistics(model, x_train[: config.num_codes]),
@@ -354,7 +383,13 @@ def run(config: MnistInferenceConfig | str | None = None, progress: bool = True)
                 fig5_images[obj] = {"reconstructions": model.reconstruct(shown[:64]), "samples": model.sample(64, mean=True)}
 
         x_train = x_all[: config.plot_size].to(device)
-        model, history = train_model(obj, x_train, config.plot_dim, config, progress=progress)
+        plot_config = replace(
+            config,
+            iterations=config.plot_iterations or config.iterations,
+            batch_size=config.plot_batch_size or config.batch_size,
+        )
+        model, history = train_model(obj, x_train, config.plot_dim, plot_config, progress=progress, cache_description=data_description)
+        torch.manual_seed(config.seed)
         results["training"][f"{obj}-z{config.plot_dim}-N{config.plot_size}"] = history
         aggregates[obj] = aggregate_posterior(model, x_test)
         results["fig3"][obj] = {

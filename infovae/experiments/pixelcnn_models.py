@@ -24,22 +24,20 @@ each still runs on its own (a missing cache entry is trained).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from ..data import cache_dir, load_mnist
+from ..data import load_mnist
 from ..metrics import encode_codes, full_batch_mmd
 from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
 from ..runtime import get_device
-from ..train import Trainer, TrainConfig, load_checkpoint, save_checkpoint
+from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import config_for_profile
+from .base import cache_digest, config_for_profile, load_trained_model, save_trained_model, trained_model_path
 
 MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial", "autoencoder")
 LABELS: dict[str, str] = {
@@ -112,8 +110,11 @@ class PixelCNNSetup:
 
     def cache_key(self, name: str, latent_dim: int) -> str:
         """A short digest of everything that determines the trained model."""
-        blob = json.dumps({"v": CACHE_VERSION, "model": name, "dim": latent_dim, **asdict(self)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return cache_digest(self.cache_description(name, latent_dim))
+
+    def cache_description(self, name: str, latent_dim: int) -> dict:
+        """Everything that determines the trained model ``name`` with a ``latent_dim``-dim code."""
+        return {"v": CACHE_VERSION, "model": name, "dim": latent_dim, **asdict(self)}
 
 
 # The book profile (a 2-core CPU): a smaller PixelCNN and a short training; the quick profile
@@ -213,13 +214,11 @@ def train_pixelcnn_model(
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be positive, got {latent_dim}")
     device = get_device()
-    path = cache_dir() / "pixelcnn-models" / f"{name}-z{latent_dim}-{setup.cache_key(name, latent_dim)}.pt"
+    path = trained_model_path("pixelcnn-models", f"{name}-z{latent_dim}", setup.cache_description(name, latent_dim))
     torch.manual_seed(setup.seed)
     model = build_model(name, latent_dim, setup)
-    if cache and path.is_file():
-        state = load_checkpoint(path, map_location=device)
-        model.load_state_dict(state["model"])
-        return model.to(device).eval(), state["history"]
+    if cache and (history := load_trained_model(path, model, device)) is not None:
+        return model.to(device).eval(), history
 
     x_train = load_mnist("train")[0][: setup.train_images]
     x_track = load_mnist("train", binarize="stochastic", seed=setup.seed)[0][: setup.track_images].to(device)
@@ -244,10 +243,7 @@ def train_pixelcnn_model(
     record = {k: [list(s), list(v)] for k, (s, v) in history.series.items()}
     record["seconds"] = [[setup.iterations], [seconds]]
     if cache:
-        try:
-            save_checkpoint({"format": 1, "model": model.state_dict(), "history": record, "setup": asdict(setup)}, path)
-        except OSError:
-            pass  # a read-only cache only costs retraining next time
+        save_trained_model(path, model, record, setup=asdict(setup))
     return model.eval(), record
 
 
