@@ -43,7 +43,7 @@ def test_paper_profiles_hold_the_paper_constants():
     assert (c.batch_size, c.lr, c.lam, c.num_prior_samples) == (500, 1e-4, 500.0, 500)
     c = fig25.MnistInferenceConfig.for_profile("paper")
     assert (c.batch_size, c.lr, c.lam, c.iterations) == (200, 1e-4, 1000.0, 100_000)
-    assert (c.latent_dim, c.plot_dim, c.plot_size, c.num_proposals) == (10, 2, 500, 5000)
+    assert (c.latent_dim, c.plot_dim, c.plot_size, c.plot_iterations, c.plot_batch_size) == (10, 2, 500, None, None)
     assert c.sizes[0] == 500 and c.sizes[-1] == 50_000 and list(c.sizes) == sorted(c.sizes)
 
 
@@ -144,6 +144,15 @@ class LinearDecoder(nn.Module):
         return MultivariateNormal(x.flatten(1) @ w @ cov / s2, cov)
 
 
+class ThreeDimEncoder(nn.Module):
+    """A standard normal code of 3 dimensions, whatever the input."""
+
+    latent_dim = 3
+
+    def forward(self, x):
+        return Independent(Normal(torch.zeros(len(x), 3, dtype=x.dtype), 1.0), 1)
+
+
 class ShiftedEncoder(nn.Module):
     """A diagonal Gaussian off the exact posterior: mean shifted by one s.d., 1.5x wider."""
 
@@ -159,19 +168,26 @@ class ShiftedEncoder(nn.Module):
         return Independent(Normal(p.mean + sd, 1.5 * sd), 1)
 
 
-def test_posterior_comparison_recovers_the_closed_form_kl():
+def test_grid_posterior_recovers_the_closed_form_posterior_and_kl():
     torch.manual_seed(0)
     decoder = LinearDecoder(torch.randn(4, 2, dtype=F64), 0.8)
     model = iv.VAE(ShiftedEncoder(decoder), decoder).double()
     x = decoder(torch.randn(5, 2, dtype=F64)).sample()
     q = model.encode(x)
-    exact = kl_divergence(decoder.posterior(x), MultivariateNormal(q.mean, torch.diag_embed(q.variance)))
-    config = fig25.MnistInferenceConfig(num_proposals=20_000, num_posterior_samples=50)
+    posterior = decoder.posterior(x)
+    exact = kl_divergence(posterior, MultivariateNormal(q.mean, torch.diag_embed(q.variance)))
+    config = fig25.MnistInferenceConfig(grid_size=100, grid_reach=6.0, num_posterior_samples=20_000)
     out = fig25.posterior_comparison(model, x, config)
-    assert out["true"].shape == (5, 50, 2) and out["approx"].shape == (5, 50, 2)
-    assert (out["ess"] > 1000).all()  # the posterior is broad here: many prior proposals count
-    # self-normalised estimate with ESS > 1000: error well under 0.1 nats (measured 0.02)
-    assert torch.allclose(out["kl"], exact, atol=0.1)
+    assert out["true"].shape == (5, 20_000, 2) and out["approx"].shape == (5, 20_000, 2)
+    assert (out["cells_per_std"] > 5).all() and (out["outside"] < 1e-9).all()
+    # midpoint rule on a 100 x 100 grid over the posterior's +-6 s.d. box: error far below 1e-3 nats
+    assert torch.allclose(out["kl"], exact, atol=1e-3)
+    # the samples have the posterior's moments (s.e. of a mean: sd / sqrt(20000) = 0.007 sd; 5 s.e.)
+    sd = posterior.variance.sqrt()
+    assert ((out["true"].mean(1) - posterior.mean).abs() < 5 * sd / 20_000**0.5).all()
+    assert torch.allclose(out["true"].std(1), sd, rtol=0.03)
+    with pytest.raises(ValueError, match="2-dimensional"):
+        fig25.posterior_comparison(iv.VAE(ThreeDimEncoder(), decoder).double(), x, config)
 
 
 def test_fig25_runs_at_a_tiny_size_and_caches_its_models(tmp_path, monkeypatch):
@@ -180,7 +196,7 @@ def test_fig25_runs_at_a_tiny_size_and_caches_its_models(tmp_path, monkeypatch):
     config = fig25.MnistInferenceConfig(
         sizes=(60, 120), iterations=2, batch_size=20, hidden=32, plot_size=60, num_codes=60, eval_every=1,
         plot_iterations=3, plot_batch_size=10,
-        num_posterior_images=2, num_proposals=50, num_posterior_samples=20, num_generated=30,
+        num_posterior_images=2, grid_size=20, num_posterior_samples=20, num_generated=30,
     )
     out = fig25.run(config, progress=False)
     assert isinstance(out, Outcome) and out.name == "fig2-5"
@@ -190,10 +206,11 @@ def test_fig25_runs_at_a_tiny_size_and_caches_its_models(tmp_path, monkeypatch):
                 stats = out.results["fig2"][obj][n][split]
                 assert math.isfinite(stats["log_det"]) and stats["encoder_variance"] > 0
         assert out.results["fig3"][obj]["kl"] > -0.5  # a KL, up to Monte Carlo error
-        assert len(out.results["fig4"][obj]["ess"]) == 2
+        assert len(out.results["fig4"][obj]["kl"]) == 2 and min(out.results["fig4"][obj]["kl"]) > -0.1
         assert set(out.results["fig5"][obj]) == {"reconstructions", "samples"}
     assert out.results["training"]["mmd-z10-N60"]["log_det_test"][0] == [1, 2]
     assert out.results["training"]["mmd-z2-N60"]["loss"][0][-1] == 3  # the plot models' own length
+    assert out.results["training"]["elbo-z10-N60"]["seconds"][1][0] > 0
     written = out.save(tmp_path, stem="tiny")
     assert {p.name for p in written} == {"tiny.json", "tiny-training.png"} | {f"tiny-fig{i}.png" for i in (2, 3, 4, 5)}
     json.loads((tmp_path / "tiny.json").read_text())
