@@ -85,6 +85,9 @@ def test_small_profiles_share_models_between_chapters(profile):
     fig6, table1 = FlexibleDecodersConfig.for_profile(profile), LogLikelihoodConfig.for_profile(profile)
     assert fig6.setup == table1.setup == setup_for_profile(profile)
     assert fig6.setup.cache_key("mmd", 5) == table1.setup.cache_key("mmd", 5)
+    assert fig6.focus_dim == table1.latent_dim == 5  # chapter 8 discusses the models that chapter 9 measures
+    with pytest.raises(ValueError, match="focus_dim"):
+        replace(fig6, focus_dim=3)
 
 
 def test_models_and_objectives():
@@ -121,7 +124,7 @@ def test_cache_key_and_reuse(cache_dir):
 
 def test_fig6_tiny_run(cache_dir):
     config = FlexibleDecodersConfig(
-        latent_dims=(2,), setup=TINY, num_codes=60, num_class_samples=8, classifier_profile="quick",
+        latent_dims=(2,), focus_dim=2, setup=TINY, num_codes=60, num_class_samples=8, classifier_profile="quick",
         svm_pool=200, svm_test=50, svm_draws=1, num_labels=100, num_info_images=30, stronger_decoder=(2, 4),
     )
     outcome = run_fig6(config, progress=False, classifier=ConstantClassifier())
