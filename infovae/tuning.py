@@ -8,9 +8,13 @@ prior. :func:`suggest_lambda` measures both on the user's own batch and network 
 
     lambda = ratio * R / D                                  (book Eq. ``ch10-lambda``)
 
-so that lambda * D = ratio * R (``ratio = 1``: the two terms are equal). D is the MMD of
-``infovae.divergences.mmd``, estimated between the batch codes and fresh prior samples as
-in training (``InfoVAELoss``). The measurement is made on a copy of the model, at its
+so that lambda * D = ratio * R (``ratio = 1``: the two terms are equal). D is measured as the
+objective sees it: for ``divergence="mmd"`` the MMD of ``infovae.divergences.mmd`` between the
+batch codes and fresh prior samples, as in training (``InfoVAELoss``); for ``"stein"`` the
+squared kernel Stein discrepancy of the codes against the prior
+(``infovae.divergences.kernel_stein_discrepancy``), the quantity whose gradient flow the
+Stein variational gradient follows. An adversarial divergence has no such measurement: its
+value is whatever its critic has learnt, so it is refused. The measurement is made on a copy of the model, at its
 current weights and optionally after a few optimiser steps on the batch; the model passed
 in is never modified.
 """
@@ -25,8 +29,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import trange
 
-from .divergences import ESTIMATORS, KERNELS
-from .objective import InfoVAELoss
+from .divergences import ESTIMATORS, KERNELS, kernel_stein_discrepancy
+from .objective import InfoVAELoss, InfoVAEOutput
+
+MEASURABLE: tuple[str, ...] = ("mmd", "stein")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class LambdaSuggestion:
     Attributes:
         lam: the suggested lambda, ``ratio * reconstruction / divergence``.
         reconstruction: R = -E log p(x|z) on the batch, nats per image (mean over repeats).
-        divergence: the MMD estimate of D(q(z) || p(z)) (mean over repeats).
+        divergence: the estimate of D(q(z) || p(z)) (mean over repeats): the MMD, or the
+            squared kernel Stein discrepancy for ``divergence="stein"``.
         reconstruction_std: standard deviation of R over the repeats.
         divergence_std: standard deviation of D over the repeats.
         steps: optimiser steps taken (on a copy) before measuring.
@@ -63,13 +70,24 @@ def _positive_int(name: str, value: int, minimum: int) -> int:
     return value
 
 
-def _measure(model: nn.Module, loss_fn: InfoVAELoss, x: Tensor, repeats: int) -> tuple[Tensor, Tensor]:
+def _prior_score(model: nn.Module, z: Tensor) -> Tensor:
+    """grad_z log p(z) of the model's prior at the codes ``z``."""
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (score,) = torch.autograd.grad(model.prior().log_prob(z).sum(), z)
+    return score
+
+
+def _measure(model: nn.Module, loss_fn: InfoVAELoss, x: Tensor, repeats: int, divergence: str) -> tuple[Tensor, Tensor]:
     rec, div = [], []
     with torch.no_grad():
         for _ in range(repeats):
-            out = loss_fn(model, x)
+            out: InfoVAEOutput = loss_fn(model, x)
             rec.append(out.reconstruction.mean())
-            div.append(out.divergence)
+            if divergence == "mmd":
+                div.append(out.divergence)
+            else:
+                div.append(kernel_stein_discrepancy(out.z, _prior_score(model, out.z), loss_fn.bandwidth))
     return torch.stack(rec).double(), torch.stack(div).double()
 
 
@@ -78,6 +96,7 @@ def suggest_lambda(
     x: Tensor,
     *,
     ratio: float = 1.0,
+    divergence: str = "mmd",
     steps: int = 0,
     alpha: float = 1.0,
     lr: float = 1e-3,
@@ -94,13 +113,16 @@ def suggest_lambda(
         model: an ``infovae.VAE`` (any encoder/decoder returning distributions); not modified.
         x: one batch of the user's data ``[B, ...]`` (B >= 2), on the model's device.
         ratio: the target ratio lambda * D / R (> 0); 1 puts the two terms on one scale.
+        divergence: ``"mmd"`` (MMD-VAE) or ``"stein"`` (Stein-VAE; D is the squared kernel
+            Stein discrepancy of the codes against the model's prior).
         steps: Adam steps on a copy of the model before measuring (0: measure the model as
             given). The steps minimise Eq. (6) with ``alpha`` and the lambda suggested at the
             current weights, so the measurement reflects a model that has started to learn.
         alpha: the alpha of those steps (<= 1).
         lr: the Adam learning rate of those steps.
         repeats: forward passes averaged (fresh codes and prior samples each time).
-        kernel, bandwidth, estimator, num_prior_samples: the MMD settings, as in ``InfoVAELoss``.
+        kernel, bandwidth, estimator, num_prior_samples: the MMD settings, as in ``InfoVAELoss``
+            (the bandwidth is also the Stein kernel's).
         progress: show a progress bar over the steps.
 
     Returns:
@@ -126,6 +148,13 @@ def suggest_lambda(
         raise ValueError(f"alpha must be a finite number <= 1, got {alpha!r}")
     steps = _positive_int("steps", steps, 0)
     repeats = _positive_int("repeats", repeats, 1)
+    if divergence in ("js", "wgan-gp"):
+        raise ValueError(
+            f"divergence {divergence!r} is estimated by a trained critic, so its value at given weights is not a "
+            "measurement of D; measure with 'mmd' (the same q(z) against the same prior) instead"
+        )
+    if divergence not in MEASURABLE:
+        raise ValueError(f"unknown divergence {divergence!r}; choose one of {', '.join(MEASURABLE)}")
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
     if estimator not in ESTIMATORS:
@@ -133,12 +162,12 @@ def suggest_lambda(
     mmd_options = dict(kernel=kernel, bandwidth=bandwidth, estimator=estimator, num_prior_samples=num_prior_samples)
     # alpha = lambda = 1 gives the reconstruction and D with weight 1 and no KL term (so point-mass
     # encoders work too); only the parts are used.
-    probe = InfoVAELoss(alpha=1.0, lam=1.0, divergence="mmd", **mmd_options)
+    probe = InfoVAELoss(alpha=1.0, lam=1.0, divergence="mmd" if divergence == "mmd" else "none", **mmd_options)
     work = copy.deepcopy(model)  # forward passes in training mode update batch-norm statistics
     work.train()
 
     def suggest() -> tuple[float, Tensor, Tensor]:
-        rec, div = _measure(work, probe, x, repeats)
+        rec, div = _measure(work, probe, x, repeats, divergence)
         if not div.mean() > 0:
             raise ValueError(
                 f"the divergence estimate is {div.mean().item():.3g} <= 0: q(z) cannot be told from p(z) on this "
@@ -148,7 +177,7 @@ def suggest_lambda(
 
     lam, rec, div = suggest()
     if steps:
-        loss_fn = InfoVAELoss(alpha=alpha, lam=lam, divergence="mmd", **mmd_options)
+        loss_fn = InfoVAELoss(alpha=alpha, lam=lam, divergence=divergence, **mmd_options)
         optimizer = torch.optim.Adam(work.parameters(), lr=lr)
         for _ in trange(steps, desc="suggest_lambda", disable=not progress, leave=False):
             optimizer.zero_grad()
