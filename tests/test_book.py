@@ -169,3 +169,34 @@ def test_page_renders_typeset_math_and_loaded_figures(browser, built_book, page)
         assert figures, "the page's figures are missing"
     for raw in ("$$", "\\begin{", "\\frac{", "{glue:", "{eq}`", "{cite}`"):
         assert raw not in state["text"], f"raw markup {raw!r} visible on the page"
+
+
+def _duration(seconds: float) -> str:
+    """How the appendix writes a duration: minutes below 2 h, hours below 2 days, else days."""
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def test_appendix_times_are_those_of_the_committed_results():
+    """Every time in the appendix's table is read off a committed result file (never stale)."""
+    text = (ROOT / "book" / "appendix_reproduction.md").read_text()
+    results = {name: json.loads((ROOT / "book" / "results" / f"{name}-book.json").read_text())
+               for name in ("fig1", "fig2-5", "fig6", "table1")}
+    paper = json.loads((ROOT / "book" / "results" / "paper-scale-cpu.json").read_text())["total_seconds"]
+    fig25_training = sum(run["seconds"][1][0] for run in results["fig2-5"]["results"]["training"].values())
+    fig6 = results["fig6"]["results"]
+    fig6_training = sum(t for by_dim in fig6["training_seconds"].values() for t in by_dim.values())
+    fig6_training += sum(fig6[side]["training_seconds"] for side in ("stronger_decoder", "longer_training") if side in fig6)
+    rows = {
+        "Fig. 1": (_duration(results["fig1"]["seconds"]), "all of it"),
+        "Figs. 2 to 5": (_duration(results["fig2-5"]["seconds"]), _duration(fig25_training)),
+        "Fig. 6": (_duration(results["fig6"]["seconds"]), _duration(fig6_training)),
+        "Table 1": (_duration(results["table1"]["seconds"]), "shared with Fig. 6"),
+    }
+    keys = {"Fig. 1": "fig1", "Figs. 2 to 5": "fig2-5", "Fig. 6": "fig6", "Table 1": "table1"}
+    for label, (run, training) in rows.items():
+        row = f"| {label} | {run} | {training} | {_duration(paper[keys[label]])} | not measured |"
+        assert row in text, row

@@ -126,6 +126,7 @@ def test_fig6_tiny_run(cache_dir):
     config = FlexibleDecodersConfig(
         latent_dims=(2,), focus_dim=2, setup=TINY, num_codes=60, num_class_samples=8, classifier_profile="quick",
         svm_pool=200, svm_test=50, svm_draws=1, num_labels=100, num_info_images=30, stronger_decoder=(2, 4),
+        longer_training=2 * TINY.iterations,
     )
     outcome = run_fig6(config, progress=False, classifier=ConstantClassifier())
     json.dumps(outcome.to_json())
@@ -133,6 +134,8 @@ def test_fig6_tiny_run(cache_dir):
     stronger = outcome.results["stronger_decoder"]
     assert (stronger["layers"], stronger["channels"], stronger["latent_dim"]) == (2, 4, 2)
     assert len(stronger["kl"]) == 4 and 0 <= stronger["semi_supervised_error"] <= 1 and stronger["training_seconds"] > 0
+    longer = outcome.results["longer_training"]
+    assert (longer["layers"], longer["iterations"], longer["steps"][-1]) == (TINY.layers, 2 * TINY.iterations, 2 * TINY.iterations)
     assert outcome.results["mutual_information_bound"] == math.log(30)
     for name in MODELS:
         m = outcome.results["metrics"][name]["2"]

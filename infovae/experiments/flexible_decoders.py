@@ -108,6 +108,8 @@ class FlexibleDecodersConfig:
         stronger_decoder: ``(layers, channels)`` of a larger PixelCNN with which the ELBO is
             trained once more (at ``focus_dim``, same steps) to see how the information in
             z depends on the decoder's strength; ``None`` to skip.
+        longer_training: steps of one more ELBO run (at ``focus_dim``, same decoder) to see
+            how the information in z depends on the training length; ``None`` to skip.
         seed: seed of the evaluation (codes, prior samples, samples, label draws).
     """
 
@@ -124,6 +126,7 @@ class FlexibleDecodersConfig:
     num_info_images: int = 10_000
     focus_dim: int = 5
     stronger_decoder: tuple[int, int] | None = None
+    longer_training: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -152,7 +155,7 @@ class FlexibleDecodersConfig:
                 latent_dims=(2, 5, 10),
                 setup=setup_for_profile("book"),
                 num_codes=5000, num_class_samples=1000, classifier_profile="book", svm_pool=5000, svm_test=2000,
-                svm_draws=3, num_info_images=1000, stronger_decoder=(12, 16),
+                svm_draws=3, num_info_images=1000, stronger_decoder=(12, 16), longer_training=4000,
             ),
             "paper": dict(),
         })
@@ -261,23 +264,33 @@ def run(
             results["tracking"][name][str(dim)] = track
             results["training_seconds"][name][str(dim)] = history["seconds"][1][0]
             samples[(name, dim)] = shown
-    if config.stronger_decoder is not None and "elbo" in config.models:
-        dim = config.focus_dim
-        layers, channels = config.stronger_decoder
-        stronger = replace(config.setup, layers=layers, channels=channels)
-        model, history = train_pixelcnn_model("elbo", dim, stronger, cache=cache, progress=progress)
-        results["stronger_decoder"] = {
-            "latent_dim": dim,
-            "layers": layers,
-            "channels": channels,
-            "kl": history["kl"][1],
-            "reconstruction": history["reconstruction"][1],
-            "steps": history["kl"][0],
-            "training_seconds": history["seconds"][1][0],
-            **information_metrics(model, "elbo", config, data),
-        }
+    side_runs = {
+        "stronger_decoder": (config.stronger_decoder, lambda v: dict(layers=v[0], channels=v[1])),
+        "longer_training": (config.longer_training, lambda v: dict(iterations=v)),
+    }
+    for key, (value, changes) in side_runs.items():
+        if value is not None and "elbo" in config.models:
+            results[key] = elbo_side_run(replace(config.setup, **changes(value)), config, data, cache, progress)
     figures = {"fig6": plot_fig6(results, config), "samples": plot_samples(samples, config)}
     return Outcome("fig6", config, results, figures, seconds=time.perf_counter() - start)
+
+
+def elbo_side_run(setup: PixelCNNSetup, config: FlexibleDecodersConfig, data: dict[str, torch.Tensor],
+                  cache: bool = True, progress: bool = True) -> dict:
+    """The ELBO once more at ``config.focus_dim`` with another ``setup`` (a larger decoder, a longer
+    training): its KL and reconstruction over training and how much its code says about x."""
+    model, history = train_pixelcnn_model("elbo", config.focus_dim, setup, cache=cache, progress=progress)
+    return {
+        "latent_dim": config.focus_dim,
+        "layers": setup.layers,
+        "channels": setup.channels,
+        "iterations": setup.iterations,
+        "kl": history["kl"][1],
+        "reconstruction": history["reconstruction"][1],
+        "steps": history["kl"][0],
+        "training_seconds": history["seconds"][1][0],
+        **information_metrics(model, "elbo", config, data),
+    }
 
 
 def _paper_series(quantity: str, name: str) -> tuple[float, ...] | None:
