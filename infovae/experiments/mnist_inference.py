@@ -137,8 +137,9 @@ def train_model(
 
     Returns the model and its history, ``{name: [steps, values]}``: the losses (means over
     tenths of the run), ``"seconds"`` of training and, if ``x_eval`` is given, log det
-    Cov[q(z)] of its codes every ``config.eval_every`` steps. With a ``cache_description`` (everything that determines
-    the data, see ``run``), the trained model is read from and written to the user's cache.
+    Cov[q(z)] of its codes every ``config.eval_every`` steps. With a ``cache_description``
+    (what determines the data, see ``run``), the trained model is read from and written to
+    the user's cache.
     """
     torch.manual_seed(config.seed)
     model = VAE(ConvEncoder(latent_dim, hidden=config.hidden), ConvDecoder(latent_dim, hidden=config.hidden))
