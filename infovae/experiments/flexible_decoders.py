@@ -329,7 +329,7 @@ def plot_fig6(results: dict, config: FlexibleDecodersConfig) -> Figure:
     axes[1, 1].axhline(0.9, color="k", lw=0.8, ls=":", label="chance (0.9)")
     axes[0, 1].axhline(0.0, color="tab:purple", lw=0.8, ls=":")
     ax = axes[1, 0]
-    dim = max(config.latent_dims)
+    dim = config.focus_dim
     for name in config.models:
         track = results["tracking"][name][str(dim)]
         if "mmd" in track:
