@@ -27,6 +27,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
 
 from .pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from .precision import network_region
 from .vae import VAE
 
 MNIST_SHAPE: tuple[int, int, int] = (1, 28, 28)
@@ -164,7 +165,9 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Distribution:
         _check_input(x, self.in_shape, "MLPEncoder")
-        return self.head(self.body(x.flatten(1)))
+        with network_region(x.device):
+            h = self.body(x.flatten(1))
+        return self.head(h.to(x.dtype))
 
 
 class MLPDecoder(nn.Module):
@@ -198,7 +201,9 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> Distribution:
         _check_input(z, (self.latent_dim,), "MLPDecoder")
-        out = self.net(z).view(z.shape[0], -1, *self.out_shape)
+        with network_region(z.device):
+            out = self.net(z)
+        out = out.to(z.dtype).view(z.shape[0], -1, *self.out_shape)
         if self.likelihood == "bernoulli":
             return Independent(Bernoulli(logits=out[:, 0]), len(self.out_shape))
         std = _bounded_std(out[:, 1], self.min_std, "add")
@@ -240,7 +245,9 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Distribution:
         _check_input(x, MNIST_SHAPE, "ConvEncoder")
-        return self.head(self.body(x))
+        with network_region(x.device):
+            h = self.body(x)
+        return self.head(h.to(x.dtype))
 
 
 class ConvDecoder(nn.Module):
@@ -269,7 +276,9 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> Distribution:
         _check_input(z, (self.latent_dim,), "ConvDecoder")
-        return Independent(Bernoulli(logits=self.net(z)), 3)
+        with network_region(z.device):
+            logits = self.net(z)
+        return Independent(Bernoulli(logits=logits.to(z.dtype)), 3)
 
 
 def build_vae(architecture: str, latent_dim: int, deterministic: bool = False) -> VAE:

@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import binarize_images
+from .precision import PRECISIONS, autocast_networks, resolve_precision
 from .runtime import get_device, seed_everything
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
@@ -67,6 +68,8 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (0: only at the end of ``run``).
         checkpoint: file of the checkpoint (``None``: no checkpoints).
         progress: show a tqdm progress bar.
+        precision: ``"fp32"``, ``"bf16"`` (bf16 autocast of the networks only, where the
+            device has native bf16; ``infovae.precision``) or ``"auto"`` (bf16 where native).
     """
 
     iterations: int = 1000
@@ -82,6 +85,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint: str | None = None
     progress: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("iterations", "log_every", "eval_every", "checkpoint_every"):
@@ -97,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"lr and clip_value must be positive, got {self.lr}, {self.clip_value}")
         if self.binarize not in (None, "stochastic", "threshold"):
             raise ValueError(f"binarize must be None, 'stochastic' or 'threshold', got {self.binarize!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass
@@ -209,6 +215,7 @@ class Trainer:
             raise ValueError("data contains NaN or infinite values")
         if config.binarize is not None and (data.min() < 0 or data.max() > 1):
             raise ValueError(f"binarize={config.binarize!r} needs data in [0, 1]; use binarize=None otherwise")
+        self.precision = resolve_precision(config.precision, self.device)  # "fp32" or "bf16"
         seed_everything(config.seed)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
@@ -243,7 +250,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step (and one critic step, if any); returns the step's quantities."""
         x = self.next_batch()
-        out = self.loss_fn(self.model, x)
+        with autocast_networks(self.precision, self.device):
+            out = self.loss_fn(self.model, x)
         terms = {"loss": out.loss, "reconstruction": out.reconstruction.mean()}
         if out.kl is not None:
             terms["kl"] = out.kl.mean()

@@ -289,3 +289,35 @@ def test_invalid_batches_are_clear_errors():
         loss_fn(model_3d, x[:, :, None])
     with pytest.raises(ValueError, match="at least 2 codes"):
         loss_fn(model, x[:1])
+
+
+def test_authors_weighting_equals_their_per_pixel_loss():
+    """Their code: mean BCE over pixels + mean Gaussian KL over latent dims (ELBO), or mean BCE
+    + MMD (their MMD model); ours in nats per image, divided by the pixel count, must equal it."""
+    model, x = make_model(), make_batch()
+    torch.manual_seed(3)
+    out = InfoVAELoss.authors_weighting("elbo", latent_dim=Z_DIM, num_pixels=X_DIM)(model, x)
+    logits = model.decoder.net(out.z)
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, x)  # mean over batch and pixels
+    mean, std = model.encoder.params(x)
+    kl_per_dim = (-torch.log(std) + 0.5 * std**2 + 0.5 * mean**2 - 0.5).mean()  # their reg_loss
+    torch.testing.assert_close(out.loss / X_DIM, bce + kl_per_dim, rtol=1e-12, atol=1e-12)
+
+    rows = torch.randn(200, Z_DIM, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    prior = FixedSamplesNormal(torch.zeros(Z_DIM, dtype=torch.float64), torch.ones(Z_DIM, dtype=torch.float64), rows)
+    model = make_model(prior=prior)
+    torch.manual_seed(3)
+    out = InfoVAELoss.authors_weighting("mmd", latent_dim=Z_DIM, num_pixels=X_DIM)(model, x)
+    bce = nn.functional.binary_cross_entropy_with_logits(model.decoder.net(out.z), x)
+    torch.testing.assert_close(out.loss / X_DIM, bce + iv.divergences.mmd(out.z, rows), rtol=1e-12, atol=1e-12)
+
+
+def test_authors_weighting_weights_and_errors():
+    elbo = InfoVAELoss.authors_weighting("elbo", latent_dim=5)
+    assert (elbo.kl_weight, elbo.divergence_weight) == (pytest.approx(784 / 5), 0.0)
+    mmd_loss = InfoVAELoss.authors_weighting("mmd", latent_dim=5)
+    assert (mmd_loss.kl_weight, mmd_loss.divergence_weight) == (0.0, 784.0)
+    with pytest.raises(ValueError, match="'elbo' and 'mmd'"):
+        InfoVAELoss.authors_weighting("stein", latent_dim=5)
+    with pytest.raises(ValueError, match="latent_dim must be a positive integer"):
+        InfoVAELoss.authors_weighting("elbo", latent_dim=0)
