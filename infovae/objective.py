@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, stein_loss
+from .vae import check_decoder_output, check_encoder_output
 
 DIVERGENCES: tuple[str, ...] = ("mmd", "stein", "js", "wgan-gp", "none")
 ADVERSARIAL: tuple[str, ...] = ("js", "wgan-gp")
@@ -300,11 +301,8 @@ class InfoVAELoss(nn.Module):
         qz, z, px = model(x)
         prior = model.prior()
         self._prior = prior
-        if tuple(px.batch_shape + px.event_shape) != tuple(x.shape):
-            raise ValueError(
-                f"the decoder's distribution has shape {tuple(px.batch_shape + px.event_shape)} "
-                f"(batch_shape + event_shape) but x has shape {tuple(x.shape)}"
-            )
+        check_encoder_output(qz, x)
+        check_decoder_output(px, x)  # the one contract check (a per-pixel decoder is refused)
         if self.divergence_weight != 0 and len(z) < 2:
             raise ValueError("the divergence D(q(z)||p(z)) needs a batch of at least 2 codes")
         reconstruction = -px.log_prob(x)

@@ -1,4 +1,4 @@
-"""The latent variable model of Eq. (1) with an amortized inference network.
+"""The latent variable model of Eq. (1) (book chapter 1, ``ch1-marginal``) with an amortized inference network.
 
 ``VAE(encoder, decoder, prior)`` holds the generative model p(z) p(x|z) and the inference
 distribution q(z|x). Encoders and decoders are ordinary ``nn.Module`` objects that return
@@ -9,15 +9,217 @@ distribution q(z|x). Encoders and decoders are ordinary ``nn.Module`` objects th
 * ``decoder(z)`` returns a distribution over x with ``batch_shape [B]`` and
   ``event_shape x.shape[1:]``, so ``log_prob(x)`` is log p(x|z) summed over pixels, in nats.
 
-The prior defaults to a standard normal of the encoder's dimension. It is kept as buffers,
-so it follows ``model.to(device)``.
+The contract is checked in one place, :func:`check_encoder_output` and
+:func:`check_decoder_output`, which the objective, the trainer, ``suggest_lambda`` and the
+metrics all use: a decoder that returns per-pixel distributions (no ``Independent``) would
+make every reconstruction term a per-pixel mean, 784 times too small on MNIST.
+
+The dimension of z is known when the model is built: from ``latent_dim=``, the prior, or a
+``latent_dim`` attribute of the encoder (or of one of its submodules, or of the decoder).
+The prior is a module (:class:`GaussianPrior` by default, N(0, I)): it is saved in the
+``state_dict``, follows ``model.to(device)`` and ``model.double()``, and may be learnable.
+
+Example::
+
+    model = iv.VAE(my_encoder, my_decoder, latent_dim=8)   # prior N(0, I) in 8 dims
+    z = model.prior().sample((4,))                         # works before any encode
+    x = model.sample(4)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
+
+
+def _shape(t: torch.Size) -> tuple[int, ...]:
+    return tuple(int(s) for s in t)
+
+
+def check_encoder_output(qz: Any, x: torch.Tensor, latent_dim: int | None = None) -> Distribution:
+    """``qz`` is q(z|x) for the batch ``x``: a Distribution, ``batch_shape [B]``, ``event_shape [dim]``.
+
+    Args:
+        qz: what the encoder returned for ``x``.
+        x: the batch ``[B, ...]``.
+        latent_dim: the dimension z must have (``None``: any).
+
+    Returns:
+        ``qz``. Raises a TypeError or ValueError that names the problem otherwise.
+
+    Example::
+
+        check_encoder_output(encoder(x), x, latent_dim=10)
+    """
+    if not isinstance(qz, Distribution):
+        raise TypeError(f"the encoder must return a torch Distribution, got {type(qz).__name__}")
+    if len(qz.event_shape) != 1 or _shape(qz.batch_shape) != _shape(x.shape[:1]):
+        raise ValueError(
+            "the encoder's distribution must have batch_shape [B] and event_shape [dim]; got "
+            f"batch_shape {_shape(qz.batch_shape)}, event_shape {_shape(qz.event_shape)} for a batch "
+            f"of {x.shape[0]} (wrap per-coordinate distributions in Independent(..., 1))"
+        )
+    if latent_dim is not None and qz.event_shape[0] != latent_dim:
+        raise ValueError(f"the encoder returned a {qz.event_shape[0]}-dim z, the model's prior is {latent_dim}-dim")
+    return qz
+
+
+def check_decoder_output(px: Any, x: torch.Tensor) -> Distribution:
+    """``px`` is p(x|z) for the batch ``x``: a Distribution, ``batch_shape [B]``, ``event_shape x.shape[1:]``.
+
+    A per-pixel distribution (e.g. ``Bernoulli(logits)`` of shape ``[B, 1, 28, 28]`` without
+    ``Independent``) is refused: its ``log_prob`` is per pixel, so every loss and metric
+    averaging it over the batch would be off by the number of pixels.
+
+    Args:
+        px: what the decoder returned.
+        x: the batch ``[B, ...]`` it must model.
+
+    Returns:
+        ``px``. Raises a TypeError or ValueError that names the problem otherwise.
+
+    Example::
+
+        check_decoder_output(decoder(z), x)
+    """
+    if not isinstance(px, Distribution):
+        raise TypeError(f"the decoder must return a torch Distribution, got {type(px).__name__}")
+    batch, event, want = _shape(px.batch_shape), _shape(px.event_shape), _shape(x.shape)
+    if batch != want[:1] or event != want[1:]:
+        hint = ""
+        if batch + event == want:
+            hint = (
+                f" (a per-pixel distribution: wrap it in Independent, e.g. "
+                f"torch.distributions.Independent(dist, {len(want) - 1}), so that log_prob sums over each image)"
+            )
+        raise ValueError(
+            f"the decoder's distribution has shape {batch + event} (batch_shape {batch}, event_shape {event}) "
+            f"but x has shape {want}: it needs batch_shape [B] and event_shape x.shape[1:]{hint}"
+        )
+    return px
+
+
+class GaussianPrior(nn.Module):
+    """p(z) = N(loc, diag scale^2) as a module: ``prior()`` returns the distribution.
+
+    ``loc`` and ``log_scale`` are buffers (saved in the ``state_dict``, moved by ``.to()``),
+    or parameters when ``learnable``. The default is the standard normal N(0, I).
+
+    Args:
+        latent_dim: dimension of z.
+        learnable: train ``loc`` and ``log_scale`` with the model.
+        loc, scale: initial mean and standard deviation (``[latent_dim]`` or scalars).
+
+    Example::
+
+        prior = GaussianPrior(8, learnable=True)
+        prior().sample((3,)).shape        # torch.Size([3, 8])
+    """
+
+    loc: torch.Tensor
+    log_scale: torch.Tensor
+
+    def __init__(
+        self,
+        latent_dim: int,
+        learnable: bool = False,
+        loc: torch.Tensor | float = 0.0,
+        scale: torch.Tensor | float = 1.0,
+    ):
+        super().__init__()
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        loc_t = torch.as_tensor(loc, dtype=torch.get_default_dtype()).expand(latent_dim).clone()
+        scale_t = torch.as_tensor(scale, dtype=torch.get_default_dtype()).expand(latent_dim).clone()
+        if not bool(torch.isfinite(loc_t).all()) or not bool((scale_t > 0).all()) or not bool(torch.isfinite(scale_t).all()):
+            raise ValueError("the prior needs a finite loc and a positive finite scale")
+        self.latent_dim = latent_dim
+        self.learnable = learnable
+        if learnable:
+            self.loc = nn.Parameter(loc_t)
+            self.log_scale = nn.Parameter(scale_t.log())
+        else:
+            self.register_buffer("loc", loc_t)
+            self.register_buffer("log_scale", scale_t.log())
+
+    def forward(self) -> Distribution:
+        """The distribution p(z), ``event_shape [latent_dim]``."""
+        return Independent(Normal(self.loc, self.log_scale.exp()), 1)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):  # type: ignore[no-untyped-def]
+        # Checkpoints written before the prior was part of the model hold no prior entries:
+        # they all had the standard normal, which is what a fixed prior keeps.
+        if not self.learnable:
+            for name in ("loc", "log_scale"):
+                state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}, learnable={self.learnable}"
+
+
+class DistributionPrior(nn.Module):
+    """A prior given as a ready-made ``torch.distributions`` object, held as it is.
+
+    It does not follow ``.to()`` and is not saved in the ``state_dict`` (build a module such
+    as :class:`GaussianPrior` for that); a ``Normal`` or ``Independent(Normal)`` passed to
+    :class:`VAE` becomes a :class:`GaussianPrior` instead.
+    """
+
+    def __init__(self, distribution: Distribution):
+        super().__init__()
+        if len(distribution.event_shape) != 1:
+            raise ValueError(f"the prior must have event_shape [dim], got {_shape(distribution.event_shape)}")
+        self.distribution = distribution
+        self.latent_dim = int(distribution.event_shape[0])
+
+    def forward(self) -> Distribution:
+        """The distribution, as given."""
+        return self.distribution
+
+
+def as_prior_module(prior: nn.Module | Distribution | None, latent_dim: int | None) -> nn.Module:
+    """The prior as a module: ``None`` gives N(0, I) in ``latent_dim`` dimensions, a plain
+    ``Normal``/``Independent(Normal)`` a :class:`GaussianPrior`, any other distribution a
+    :class:`DistributionPrior`, and a module is checked (``prior()`` must return a
+    distribution with ``event_shape [dim]``)."""
+    if prior is None:
+        if latent_dim is None:
+            raise TypeError("the latent dimension is unknown")
+        return GaussianPrior(latent_dim)
+    if isinstance(prior, Distribution):
+        base = prior.base_dist if type(prior) is Independent and prior.reinterpreted_batch_ndims == 1 else prior
+        if type(base) is Normal and len(prior.event_shape) == 1 and len(base.batch_shape) == 1:
+            gaussian = GaussianPrior(int(prior.event_shape[0]))
+            gaussian.loc = base.loc.detach().clone()
+            gaussian.log_scale = base.scale.detach().log()
+            return gaussian
+        if type(base) is Normal and len(base.batch_shape) == 1 and len(prior.event_shape) == 0:
+            raise ValueError(
+                f"the prior must have event_shape [dim], got batch_shape {_shape(prior.batch_shape)} and "
+                "event_shape (): wrap it in Independent(prior, 1)"
+            )
+        return DistributionPrior(prior)
+    if isinstance(prior, nn.Module):
+        dist = prior()
+        if not isinstance(dist, Distribution) or len(dist.event_shape) != 1:
+            raise TypeError("a prior module must return, when called with no arguments, a Distribution with event_shape [dim]")
+        return prior
+    raise TypeError(f"prior must be None, a torch Distribution or an nn.Module, got {type(prior).__name__}")
+
+
+def _declared_dim(module: nn.Module) -> int | None:
+    """``module.latent_dim``, or the one value of ``latent_dim`` among its submodules."""
+    dim = getattr(module, "latent_dim", None)
+    if dim is None:
+        found = {getattr(m, "latent_dim") for m in module.modules() if isinstance(getattr(m, "latent_dim", None), int)}
+        dim = found.pop() if len(found) == 1 else None
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise ValueError(f"{type(module).__name__}.latent_dim must be a positive integer, got {dim!r}")
+    return dim
 
 
 class VAE(nn.Module):
@@ -26,60 +228,62 @@ class VAE(nn.Module):
     Args:
         encoder: module mapping ``x [B, ...]`` to a distribution over z (event ``[dim]``).
         decoder: module mapping ``z [B, dim]`` to a distribution over x (event ``x.shape[1:]``).
-        prior: a distribution over z with event ``[dim]``; ``None`` means N(0, I) with
-            ``dim = encoder.latent_dim`` (or the encoder's output size, found on first use).
+        prior: ``None`` (N(0, I)), an ``nn.Module`` whose ``prior()`` returns a distribution
+            with event ``[dim]`` (e.g. :class:`GaussianPrior`), or a distribution.
+        latent_dim: dimension of z; needed only when neither the prior nor a ``latent_dim``
+            attribute of the encoder (or decoder) says it. All that are given must agree.
+
+    Example::
+
+        model = VAE(encoder, decoder, latent_dim=10)
+        qz, z, px = model(x)
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Distribution | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: nn.Module | Distribution | None = None,
+        *,
+        latent_dim: int | None = None,
+    ):
         super().__init__()
+        if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):
+            raise TypeError(
+                f"encoder and decoder must be nn.Modules, got {type(encoder).__name__} and {type(decoder).__name__}"
+            )
+        if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1):
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        prior_module = as_prior_module(prior, 1) if prior is not None else None
+        claims = {
+            "latent_dim": latent_dim,
+            "the prior": int(prior_module().event_shape[0]) if prior_module is not None else None,
+            "encoder.latent_dim": _declared_dim(encoder),
+            "decoder.latent_dim": _declared_dim(decoder),
+        }
+        known = {name: dim for name, dim in claims.items() if dim is not None}
+        if not known:
+            raise TypeError(
+                "the dimension of z is unknown: pass VAE(encoder, decoder, latent_dim=...), a prior, "
+                "or give the encoder a latent_dim attribute"
+            )
+        if len(set(known.values())) > 1:
+            raise ValueError("the dimension of z disagrees: " + ", ".join(f"{k} = {v}" for k, v in known.items()))
+        self.latent_dim: int = next(iter(known.values()))
         self.encoder = encoder
         self.decoder = decoder
-        self._custom_prior = prior
-        dim = getattr(encoder, "latent_dim", None)
-        if prior is not None:
-            dim = prior.event_shape[0] if len(prior.event_shape) == 1 else None
-            if dim is None:
-                raise ValueError(f"the prior must have event_shape [dim], got {tuple(prior.event_shape)}")
-        self.register_buffer("_prior_loc", torch.zeros(dim) if dim else torch.zeros(0), persistent=False)
-
-    @property
-    def latent_dim(self) -> int:
-        """Dimension of z (known after construction or after the first ``encode``)."""
-        if self._prior_loc.numel() == 0:
-            raise RuntimeError("latent_dim is unknown until the encoder has been called once")
-        return self._prior_loc.numel()
+        self.prior = prior_module if prior_module is not None else GaussianPrior(self.latent_dim)
 
     @property
     def device(self) -> torch.device:
-        """Device of the model's parameters (the CPU for a model without parameters)."""
-        for p in self.parameters():
-            return p.device
-        return self._prior_loc.device
-
-    def prior(self) -> Distribution:
-        """p(z): the custom prior, or N(0, I) on the model's device."""
-        if self._custom_prior is not None:
-            return self._custom_prior
-        loc = self._prior_loc
-        return Independent(Normal(loc, torch.ones_like(loc)), 1)
+        """Device of the model's parameters (or buffers; the CPU for a model with neither)."""
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
 
     def encode(self, x: torch.Tensor) -> Distribution:
-        """q(z|x) for a batch ``x``; checks its shape against the model's latent dimension."""
-        qz = self.encoder(x)
-        if not isinstance(qz, Distribution):
-            raise TypeError(f"the encoder must return a torch Distribution, got {type(qz).__name__}")
-        if len(qz.event_shape) != 1 or qz.batch_shape != x.shape[:1]:
-            raise ValueError(
-                "the encoder's distribution must have batch_shape [B] and event_shape [dim]; got "
-                f"batch_shape {tuple(qz.batch_shape)}, event_shape {tuple(qz.event_shape)} for a batch "
-                f"of {x.shape[0]} (wrap per-coordinate distributions in Independent(..., 1))"
-            )
-        dim = qz.event_shape[0]
-        if self._prior_loc.numel() == 0:
-            self._prior_loc = torch.zeros(dim, device=x.device)
-        elif dim != self._prior_loc.numel():
-            raise ValueError(f"the encoder returned a {dim}-dim z, the prior is {self._prior_loc.numel()}-dim")
-        return qz
+        """q(z|x) for a batch ``x``; checks its shapes against the model's latent dimension."""
+        return check_encoder_output(self.encoder(x), x, self.latent_dim)
 
     def decode(self, z: torch.Tensor) -> Distribution:
         """p(x|z) for a batch of codes ``z [B, dim]``."""
@@ -89,16 +293,16 @@ class VAE(nn.Module):
         return px
 
     def forward(self, x: torch.Tensor) -> tuple[Distribution, torch.Tensor, Distribution]:
-        """One reparameterized pass: ``(q(z|x), z ~ q(z|x), p(x|z))``."""
+        """One reparameterized pass: ``(q(z|x), z ~ q(z|x), p(x|z))``, shapes checked against ``x``."""
         qz = self.encode(x)
         z = qz.rsample() if qz.has_rsample else qz.sample()
-        return qz, z, self.decode(z)
+        return qz, z, check_decoder_output(self.decode(z), x)
 
     @torch.inference_mode()
     def sample(self, n: int, mean: bool = False) -> torch.Tensor:
         """``n`` ancestral samples x ~ p(x|z), z ~ p(z) (the decoder's mean if ``mean``)."""
-        if n < 1:
-            raise ValueError(f"n must be positive, got {n}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         z = self.prior().sample((n,))
         px = self.decode(z)
         return px.mean if mean else px.sample()

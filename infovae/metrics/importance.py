@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..networks import PointMass
+from ..vae import check_decoder_output
 from ._common import check_count, check_model, distribution_checks, evaluating
 
 PROPOSALS: tuple[str, ...] = ("encoder", "prior")
@@ -76,12 +77,7 @@ def _log_weights(
         )
     # one validated decoder call per image checks x against the decoder's support and shape;
     # the chunks repeat the same images, so they skip torch.distributions' checks
-    log_px = model.decode(r.sample()).log_prob(x)
-    if log_px.shape != (b,):
-        raise ValueError(
-            f"decoder(z).log_prob(x) has shape {tuple(log_px.shape)} for {b} codes; the decoder's "
-            "distribution needs event_shape x.shape[1:] (wrap it in Independent)"
-        )
+    check_decoder_output(model.decode(r.sample()), x).log_prob(x)
     per_chunk = max(1, chunk_size // b)
     for start in range(0, num_samples, per_chunk):
         s = min(per_chunk, num_samples - start)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ..divergences import mmd
+from ..vae import check_decoder_output
 from ._common import check_count, check_images, check_model, evaluating
 
 
@@ -186,7 +187,7 @@ def shuffled_code_gap(model: nn.Module, x: torch.Tensor, *, batch_size: int = 10
     def log_px(codes: torch.Tensor) -> torch.Tensor:
         return torch.cat(
             [
-                model.decode(zb).log_prob(xb)
+                check_decoder_output(model.decode(zb), xb).log_prob(xb)
                 for zb, xb in zip(codes.split(batch_size), x.split(batch_size), strict=True)
             ]
         )
