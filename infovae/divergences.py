@@ -52,6 +52,14 @@ def _check_codes(name: str, z: Tensor) -> None:
         raise TypeError(f"{name} must be a floating point tensor, got {z.dtype}")
 
 
+def _check_finite(**tensors: Tensor) -> None:
+    """One device sync for all ``tensors``: a NaN or inf would make every estimate NaN."""
+    flags = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist()
+    bad = [name for name, ok in zip(tensors, flags) if not ok]
+    if bad:
+        raise ValueError(f"{' and '.join(bad)} contain{'s' if len(bad) == 1 else ''} NaN or infinite values")
+
+
 def _resolve_bandwidth(bandwidth: float | None, dim: int) -> float:
     if bandwidth is None:
         return float(dim)
@@ -159,6 +167,7 @@ def mmd(
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     h = _resolve_bandwidth(bandwidth, x.shape[1])
+    _check_finite(x=x, y=y)
     n, m = len(x), len(y)
     k_xx = _kernel_sum(x, None, kernel, h, block_size)
     k_yy = _kernel_sum(y, None, kernel, h, block_size)
@@ -190,6 +199,7 @@ def gaussian_kl(mean: Tensor, std: Tensor) -> Tensor:
     _check_codes("std", std)
     if mean.shape != std.shape:
         raise ValueError(f"mean and std must have the same shape, got {tuple(mean.shape)} and {tuple(std.shape)}")
+    _check_finite(mean=mean, std=std)
     if not bool((std > 0).all()):
         raise ValueError("std must be positive everywhere")
     return 0.5 * (std.square() + mean.square() - 1.0 - 2.0 * std.log()).sum(1)
@@ -205,9 +215,11 @@ def _standard_normal_score(z: Tensor) -> Tensor:
 def _check_score(z: Tensor, score: Tensor | None) -> Tensor:
     z = z.detach()
     if score is None:
+        _check_finite(z=z)
         return _standard_normal_score(z)
-    if score.shape != z.shape:
-        raise ValueError(f"score must have the shape of z {tuple(z.shape)}, got {tuple(score.shape)}")
+    if not isinstance(score, Tensor) or score.shape != z.shape:
+        raise ValueError(f"score must be a tensor of the shape of z {tuple(z.shape)}, got {getattr(score, 'shape', score)!r}")
+    _check_finite(z=z, score=score)
     return score.detach()
 
 

@@ -241,3 +241,17 @@ def test_adversarial_step_trains_only_its_network_and_forward_reaches_codes_only
 def test_bad_input_is_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_samples_are_refused(bad):
+    x, y = torch.randn(5, 3), torch.randn(6, 3)
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match="x contains NaN or infinite"):
+        mmd(x, y)
+    with pytest.raises(ValueError, match="y contains NaN or infinite"):
+        mmd(y, x)
+    with pytest.raises(ValueError, match="mean contains NaN or infinite"):
+        gaussian_kl(x, torch.ones(5, 3))
+    with pytest.raises(ValueError, match="std contains NaN or infinite"):
+        gaussian_kl(torch.zeros(5, 3), x.abs())

@@ -68,8 +68,10 @@ def test_runtime_requirements_are_loose_ranges_that_keep_colab_torch():
         if name in pins:  # the pinned version satisfies the loose range
             assert req.specifier.contains(pins[name]), (spec, pins[name])
     torch = next(Requirement(s) for s in pyproject()["project"]["dependencies"] if s.startswith("torch"))
-    for colab_like in ("2.4.1", "2.6.0", "2.9.0"):
+    for colab_like in ("2.6.0", "2.9.0"):
         assert torch.specifier.contains(colab_like)
+    # below 2.6, torch.load(weights_only=True) could be bypassed (CVE-2025-32434)
+    assert not torch.specifier.contains("2.5.1")
 
 
 def test_only_the_infovae_package_is_discovered():
