@@ -1,24 +1,39 @@
 """A gated PixelCNN decoder p(x|z) for binary images (Fig. 6 and Table 1; chapters 8 and 9).
 
 p(x|z) = prod_i p(x_i | x_<i, z) over pixels in raster order: each factor is a Bernoulli whose
-logit comes from masked convolutions that only see earlier pixels (van den Oord et al. 2016).
-The network: a 7x7 convolution with mask A (the centre pixel excluded), then 3x3
-convolutions with mask B (centre included), each a *gated* layer
+logit comes from convolutions that only see earlier pixels. The network is the conditional
+gated PixelCNN of van den Oord et al. (2016), which the paper's decoder follows: two stacks
+of gated layers,
 
-    h_out = tanh(W_f * h + V_f z) . sigmoid(W_g * h + V_g z)   (+ h, a residual, after the first)
+* a *vertical* stack whose features at row r see every pixel of the rows above it (the
+  whole width of its window, including pixels up and to the right), and
+* a *horizontal* stack whose features at (r, c) see the pixels left of c in row r, plus the
+  vertical stack's features of the row above (a 1x1 link),
 
-so z enters every layer as a conditioning bias; a 1x1 ReLU head gives one logit per pixel.
-The paper's size: 12 gated layers of 32 feature maps (``PixelCNNConfig`` changes it). A
-single masked stack has the usual blind spot (a triangle of earlier pixels up and to the
-right that it cannot see); it is still a valid autoregressive model.
+each gated layer computing ``tanh(W_f * h + V_f z) . sigmoid(W_g * h + V_g z)``, so z enters
+every layer of both stacks as a conditioning bias; the horizontal stack has a 1x1 output
+convolution and a residual connection (after the first layer). The first layer sees a
+``first_kernel x first_kernel`` window above and left of the pixel, excluding the pixel
+itself (PixelCNN's "mask A"): rows r - k//2 .. r - 1 through the vertical stack, columns
+c - k//2 .. c - 1 through the horizontal one. Later layers use ``kernel x kernel`` windows
+including the current position ("mask B"). Two ReLU 1x1 convolutions give one logit per
+pixel. Because the vertical stack never looks right-blind, the model has no *blind spot*:
+the logit of pixel (r, c) depends on every earlier pixel within its receptive field,
+including those up and to the right (tested by autograd). The authors' TensorFlow code
+(ShengjiaZhao/PixelCNN, ``models.py`` and ``layers.py``) builds the two stacks but masks the
+vertical one with the raster mask of a single-stack PixelCNN, which keeps the blind spot;
+we follow the architecture of the paper they cite. The paper's size: 12 layers, 32 feature
+maps, first layer 7x7 then 3x3 (``PixelCNNConfig``).
 
 ``PixelCNNDecoder(config)(z)`` returns a ``PixelCNNDistribution``: ``log_prob(x)`` runs the
 network once on x (teacher forcing), ``sample()`` draws pixel after pixel. The sampler is
-incremental: every layer's activation at a pixel depends only on earlier pixels, so once
-computed it never changes; drawing pixel i computes each layer at position i only, from
-cached activations, instead of rerunning the whole network (``method="naive"``, kept as the
-reference that the tests compare against). Both samplers turn the same uniform numbers
-into pixels (x_i = [u_i < sigmoid(logit_i)]), so under one seed they draw the same images.
+incremental: the vertical stack of a row is computed once, when the row is complete, and
+the horizontal stack of each pixel from cached features of that row; nothing is recomputed
+(``method="naive"`` reruns the whole network for every pixel and is the reference the
+tests compare against). Both samplers turn the same uniform numbers into pixels
+(x_i = [u_i < sigmoid(logit_i)]), so under one seed they draw the same images.
+Inside ``infovae.precision.autocast_networks("bf16")`` the logits are computed under bf16
+autocast and returned in the dtype of z; sampling always runs at full precision.
 """
 
 from __future__ import annotations
@@ -30,6 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
+from .precision import network_region
+
 SAMPLERS: tuple[str, ...] = ("incremental", "naive")
 
 
@@ -40,10 +57,10 @@ class PixelCNNConfig:
     Attributes:
         latent_dim: dimension of the conditioning code z.
         image_size: height and width of the (single-channel) images.
-        layers: number of gated layers (the first with mask A).
-        channels: feature maps per layer.
-        first_kernel: kernel size of the mask-A layer (odd).
-        kernel: kernel size of the mask-B layers (odd).
+        layers: number of gated layers (the first excludes the current pixel).
+        channels: feature maps per layer (in each stack).
+        first_kernel: window size of the first layer (odd, at least 3).
+        kernel: window size of the later layers (odd).
     """
 
     latent_dim: int
@@ -56,42 +73,53 @@ class PixelCNNConfig:
     def __post_init__(self) -> None:
         if self.latent_dim < 1 or self.layers < 1 or self.channels < 1:
             raise ValueError(f"latent_dim, layers and channels must be positive: {self}")
-        if self.first_kernel % 2 == 0 or self.kernel % 2 == 0:
-            raise ValueError(f"kernel sizes must be odd: {self}")
+        if self.first_kernel % 2 == 0 or self.kernel % 2 == 0 or self.first_kernel < 3 or self.kernel < 1:
+            raise ValueError(f"kernel sizes must be odd (the first at least 3): {self}")
         self.image_size = tuple(self.image_size)
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"image_size must be (height, width) with positive sizes: {self}")
 
 
-def causal_mask(kernel: int, mask_type: str) -> torch.Tensor:
-    """The ``kernel x kernel`` mask of a masked convolution: rows above the centre, and the
-    centre row left of the centre; type ``"B"`` also keeps the centre, type ``"A"`` does not."""
-    if mask_type not in ("A", "B"):
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-    mask = torch.zeros(kernel, kernel)
-    centre = kernel // 2
-    mask[:centre] = 1
-    mask[centre, : centre + (mask_type == "B")] = 1
-    return mask
+def _gate(pre: torch.Tensor, dim: int) -> torch.Tensor:
+    """tanh(first half) * sigmoid(second half) along ``dim``."""
+    f, g = pre.chunk(2, dim=dim)
+    return torch.tanh(f) * torch.sigmoid(g)
 
 
-class GatedMaskedConv(nn.Module):
-    """One gated layer: masked convolution plus a z-dependent bias, tanh . sigmoid gate."""
+class GatedLayer(nn.Module):
+    """One layer of both stacks: ``(v, h, z) -> (v', h')`` (see the module docstring).
 
-    def __init__(self, in_channels: int, channels: int, kernel: int, mask_type: str, latent_dim: int):
+    Args:
+        in_channels: channels of the inputs v and h (1 for the image).
+        channels: feature maps of the outputs.
+        kernel: window size (odd).
+        first: the first layer: excludes the current pixel, no residual connection.
+        latent_dim: dimension of z.
+    """
+
+    def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, latent_dim: int):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, 2 * channels, kernel, padding=kernel // 2)
-        self.cond = nn.Linear(latent_dim, 2 * channels, bias=False)
-        self.register_buffer("mask", causal_mask(kernel, mask_type))
-        self.residual = in_channels == channels and mask_type == "B"
+        self.first, self.half = first, kernel // 2
+        # vertical window: rows r - rows + 1 .. r of its input (then shifted one row down for h)
+        self.rows = kernel // 2 if first else kernel // 2 + 1
+        # horizontal window: columns c - cols + 1 .. c of its input, or c - cols .. c - 1 (first)
+        self.cols = kernel // 2 if first else kernel // 2 + 1
+        self.shift = 1 if first else 0
+        self.v_conv = nn.Conv2d(in_channels, 2 * channels, (self.rows, kernel))
+        self.h_conv = nn.Conv2d(in_channels, 2 * channels, (1, self.cols))
+        self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.h_out = nn.Conv2d(channels, channels, 1)
+        self.cond = nn.Linear(latent_dim, 4 * channels, bias=False)  # V z for both stacks
+        self.residual = not first
 
-    def gate(self, pre: torch.Tensor) -> torch.Tensor:
-        """tanh(first half) * sigmoid(second half) along dimension 1."""
-        f, g = pre.chunk(2, dim=1)
-        return torch.tanh(f) * torch.sigmoid(g)
-
-    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        pre = F.conv2d(h, self.conv.weight * self.mask, self.conv.bias, padding=self.conv.padding)
-        out = self.gate(pre + self.cond(z)[:, :, None, None])
-        return h + out if self.residual else out
+    def forward(self, v: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        height, width = v.shape[-2:]
+        cond_v, cond_h = self.cond(z)[:, :, None, None].chunk(2, dim=1)
+        v_pre = self.v_conv(F.pad(v, (self.half, self.half, self.rows - 1, 0)))
+        h_pre = self.h_conv(F.pad(h, (self.cols - 1 + self.shift, 0)))[..., :width]
+        v_above = F.pad(v_pre, (0, 0, 1, 0))[:, :, :height]  # row r gets row r - 1: only rows above
+        h_new = self.h_out(_gate(h_pre + self.v_to_h(v_above) + cond_h, 1))
+        return _gate(v_pre + cond_v, 1), h_new + h if self.residual else h_new
 
 
 class PixelCNNDecoder(nn.Module):
@@ -99,6 +127,14 @@ class PixelCNNDecoder(nn.Module):
 
     Args:
         config: the sizes (``PixelCNNConfig``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.pixelcnn import PixelCNNConfig, PixelCNNDecoder
+        >>> decoder = PixelCNNDecoder(PixelCNNConfig(latent_dim=2, image_size=(4, 4), layers=2, channels=4))
+        >>> px = decoder(torch.zeros(3, 2))
+        >>> px.log_prob(torch.zeros(3, 1, 4, 4)).shape, decoder.sample(torch.zeros(3, 2)).shape
+        (torch.Size([3]), torch.Size([3, 1, 4, 4]))
     """
 
     def __init__(self, config: PixelCNNConfig):
@@ -107,8 +143,8 @@ class PixelCNNDecoder(nn.Module):
         self.latent_dim = config.latent_dim
         c = config.channels
         self.layers = nn.ModuleList(
-            [GatedMaskedConv(1, c, config.first_kernel, "A", config.latent_dim)]
-            + [GatedMaskedConv(c, c, config.kernel, "B", config.latent_dim) for _ in range(config.layers - 1)]
+            [GatedLayer(1, c, config.first_kernel, True, config.latent_dim)]
+            + [GatedLayer(c, c, config.kernel, False, config.latent_dim) for _ in range(config.layers - 1)]
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
 
@@ -117,18 +153,21 @@ class PixelCNNDecoder(nn.Module):
         return torch.Size((1, *self.config.image_size))
 
     def _check_z(self, z: torch.Tensor) -> None:
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"PixelCNNDecoder expects z of shape [B, {self.latent_dim}], got {list(z.shape)}")
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
+            shape = list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"PixelCNNDecoder expects z of shape [B, {self.latent_dim}], got {shape}")
 
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, 1, H, W]`` of p(x_i = 1 | x_<i, z) for every pixel, in one pass."""
         self._check_z(z)
         if tuple(x.shape[1:]) != tuple(self.event_shape) or x.shape[0] != z.shape[0]:
             raise ValueError(f"expected x of shape [{z.shape[0]}, {', '.join(map(str, self.event_shape))}], got {list(x.shape)}")
-        h = x
-        for layer in self.layers:
-            h = layer(h, z)
-        return self.head(h)
+        with network_region(x.device):
+            v = h = x
+            for layer in self.layers:
+                v, h = layer(v, h, z)
+            logits = self.head(h)
+        return logits.to(z.dtype)
 
     def forward(self, z: torch.Tensor) -> "PixelCNNDistribution":
         self._check_z(z)
@@ -140,7 +179,7 @@ class PixelCNNDecoder(nn.Module):
 
         Args:
             z: codes ``[B, latent_dim]``.
-            method: ``"incremental"`` (each layer computed once per pixel, from caches) or
+            method: ``"incremental"`` (each layer computed once per position, from caches) or
                 ``"naive"`` (the whole network rerun for every pixel: the reference).
             generator: source of the uniform numbers (torch's global one if ``None``).
         """
@@ -164,33 +203,52 @@ class PixelCNNDecoder(nn.Module):
     def _sample_incremental(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
         height, width = self.config.image_size
-        # caches[l] holds the input of layer l, channels last and zero-padded like its
-        # convolution; layer l at (r, c) reads only the unmasked taps (r + dy, c + dx) of its
-        # window, all at positions already computed, and writes its output at (r, c).
-        caches, taps = [], []
+        # Per layer l: v_in[l], its vertical input (all rows, zero-padded like its convolution),
+        # filled row by row once a row of pixels is complete; h_in[l], its horizontal input for
+        # the current row (left-padded), filled pixel by pixel; from_above[l], the vertical
+        # stack's contribution to the horizontal stack for the current row (1x1 link + biases).
+        v_in, h_in, from_above, h_taps = [], [], [], []
         for layer in self.layers:
-            pad, cin = layer.conv.padding[0], layer.conv.in_channels
-            caches.append(z.new_zeros(batch, height + 2 * pad, width + 2 * pad, cin))
-            dy, dx = layer.mask.nonzero(as_tuple=True)
-            weight = layer.conv.weight[:, :, dy, dx].transpose(1, 2).flatten(1)  # [2C, taps * cin]
-            bias = layer.conv.bias + layer.cond(z)  # [B, 2C]: the conditioning bias, once
-            taps.append((pad, dy, dx, weight.t().contiguous(), bias))
+            cin = layer.v_conv.in_channels
+            v_in.append(z.new_zeros(batch, cin, height + layer.rows - 1, width + 2 * layer.half))
+            h_in.append(z.new_zeros(batch, width + layer.cols - 1 + layer.shift, cin))  # channels last
+            cond_v, cond_h = layer.cond(z).chunk(2, dim=1)
+            bias_h = layer.h_conv.bias + cond_h + layer.v_to_h.bias  # row 0 has nothing above
+            from_above.append(bias_h[:, :, None].expand(-1, -1, width).clone())
+            weight = layer.h_conv.weight[:, :, 0, :].transpose(1, 2).flatten(1)  # [2C, cols * cin]
+            h_taps.append((weight.t().contiguous(), layer.h_out.weight.flatten(1), layer.h_out.bias, cond_v, bias_h))
         head1, head2 = self.head[1], self.head[3]
         w1, w2 = head1.weight.flatten(1), head2.weight.flatten(1)
-        x, pad0 = caches[0], self.layers[0].conv.padding[0]  # the image, padded for the first window
+        x = torch.zeros_like(u)
         for r in range(height):
             for c in range(width):
-                for i, (layer, (pad, dy, dx, weight, bias)) in enumerate(zip(self.layers, taps)):
-                    window = caches[i][:, dy + r, dx + c].flatten(1)  # [B, taps * cin]
-                    h = layer.gate(torch.addmm(bias, window, weight))
+                for i, layer in enumerate(self.layers):
+                    weight, out_w, out_b, _, _ = h_taps[i]
+                    window = h_in[i][:, c : c + layer.cols].flatten(1)  # [B, cols * cin]
+                    h = F.linear(_gate(torch.addmm(from_above[i][:, :, c], window, weight), 1), out_w, out_b)
                     if layer.residual:
-                        h = h + caches[i][:, r + pad, c + pad]
+                        h = h + h_in[i][:, c + layer.cols - 1]
                     if i + 1 < len(self.layers):
-                        nxt = self.layers[i + 1].conv.padding[0]
-                        caches[i + 1][:, r + nxt, c + nxt] = h
+                        nxt = self.layers[i + 1]
+                        h_in[i + 1][:, c + nxt.cols - 1 + nxt.shift] = h
                 logit = F.linear(torch.relu(F.linear(torch.relu(h), w1, head1.bias)), w2, head2.bias)[:, 0]
-                x[:, r + pad0, c + pad0, 0] = (u[:, 0, r, c] < torch.sigmoid(logit)).to(x.dtype)
-        return x[:, pad0 : pad0 + height, pad0 : pad0 + width].permute(0, 3, 1, 2).contiguous()
+                pixel = (u[:, 0, r, c] < torch.sigmoid(logit)).to(x.dtype)
+                x[:, 0, r, c] = pixel
+                first = self.layers[0]
+                h_in[0][:, c + first.cols - 1 + first.shift, 0] = pixel
+            # row r is complete: its vertical stack, layer by layer, and the link to row r + 1
+            first = self.layers[0]
+            v_in[0][:, :, r + first.rows - 1, first.half : first.half + width] = x[:, :, r]
+            for i, layer in enumerate(self.layers):
+                rows = v_in[i][:, :, r : r + layer.rows]  # input rows r - rows + 1 .. r (padded)
+                v_pre = F.conv2d(rows, layer.v_conv.weight, layer.v_conv.bias)[:, :, 0]  # [B, 2C, W]
+                from_above[i] = h_taps[i][4][:, :, None] + F.conv1d(v_pre, layer.v_to_h.weight[..., 0])
+                if i + 1 < len(self.layers):
+                    nxt = self.layers[i + 1]
+                    v_in[i + 1][:, :, r + nxt.rows - 1, nxt.half : nxt.half + width] = _gate(v_pre + h_taps[i][3][:, :, None], 1)
+            for buffer in h_in:  # a new row starts with an empty left context
+                buffer.zero_()
+        return x
 
 
 class PixelCNNDistribution(Distribution):

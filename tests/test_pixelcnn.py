@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from infovae.pixelcnn import PixelCNNConfig, PixelCNNDecoder, PixelCNNDistribution, causal_mask
+from infovae.pixelcnn import PixelCNNConfig, PixelCNNDecoder, PixelCNNDistribution
 
 
 def _decoder(seed=0, dtype=torch.float64, **sizes):
@@ -16,37 +16,55 @@ def _decoder(seed=0, dtype=torch.float64, **sizes):
     return decoder
 
 
-def test_masks():
-    assert causal_mask(3, "A").tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
-    assert causal_mask(3, "B").tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
-    a7 = causal_mask(7, "A")
-    assert a7.sum() == 24 and a7[3, 3] == 0 and a7[3, :3].sum() == 3 and a7[4:].sum() == 0
-
-
 def test_paper_configuration():
     decoder = PixelCNNDecoder(PixelCNNConfig(latent_dim=5))
     assert len(decoder.layers) == 12
     first, rest = decoder.layers[0], decoder.layers[1:]
-    assert first.conv.kernel_size == (7, 7) and first.mask[3, 3] == 0
-    assert all(l.conv.kernel_size == (3, 3) and l.mask[1, 1] == 1 for l in rest)
-    assert all(l.conv.out_channels == 2 * 32 and l.cond.in_features == 5 for l in decoder.layers)
+    # first layer: the 3 rows above in a 7-wide window (vertical), the 3 pixels to the left (horizontal)
+    assert first.v_conv.kernel_size == (3, 7) and first.h_conv.kernel_size == (1, 3) and first.shift == 1
+    assert all(l.v_conv.kernel_size == (2, 3) and l.h_conv.kernel_size == (1, 2) and l.shift == 0 for l in rest)
+    assert all(l.v_conv.out_channels == 2 * 32 and l.cond.in_features == 5 for l in decoder.layers)
+    assert not first.residual and all(l.residual for l in rest)
+
+
+def _dependence(decoder, r, c):
+    """Which pixels the logit at (r, c) depends on, by autograd (float64): a pixel counts if the
+    gradient is non-zero for any of 8 random (image, code) pairs (one pair can sit where a ReLU
+    of the head is off, and then nothing reaches that logit)."""
+    h, w = decoder.config.image_size
+    x = torch.bernoulli(torch.full((8, 1, h, w), 0.5, dtype=torch.float64)).requires_grad_(True)
+    z = torch.randn(8, decoder.latent_dim, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(decoder.logits(x, z)[:, 0, r, c].sum(), x)
+    return (grad[:, 0] != 0).any(0)
 
 
 @pytest.mark.parametrize("sizes", [{"image_size": (6, 7), "layers": 4, "channels": 4}, {"image_size": (28, 28)}])
 def test_logit_at_a_pixel_ignores_that_pixel_and_later_ones(sizes):
-    """Receptive field: d logit_i / d x_j = 0 for every j >= i in raster order."""
+    """Causality: d logit_i / d x_j = 0 for every j >= i in raster order."""
     decoder = _decoder(**sizes)
     h, w = decoder.config.image_size
     positions = range(h * w) if h * w <= 64 else [0, 1, 27, 28, 29, 400, 783]
-    x = torch.bernoulli(torch.full((1, 1, h, w), 0.5, dtype=torch.float64)).requires_grad_(True)
-    z = torch.randn(1, 3, dtype=torch.float64)
-    logits = decoder.logits(x, z).flatten()
     for i in positions:
-        (grad,) = torch.autograd.grad(logits[i], x, retain_graph=True)
-        grad = grad.flatten()
-        assert (grad[i:] == 0).all(), f"pixel {i} sees pixels {(grad[i:] != 0).nonzero().flatten() + i}"
+        seen = _dependence(decoder, i // w, i % w).flatten()
+        assert not seen[i:].any(), f"pixel {i} sees pixels {seen[i:].nonzero().flatten() + i}"
         if i > 0:
-            assert grad[:i].abs().sum() > 0
+            assert seen[:i].any()
+
+
+@pytest.mark.parametrize("r, c", [(14, 10), (20, 3), (5, 26), (27, 27)])
+def test_no_blind_spot_at_the_paper_size(r, c):
+    """The logit at (r, c) depends on *every* earlier pixel of its receptive field: the rows
+    r - 14 .. r - 1 within 14 columns either side (up and to the right included: a single
+    masked stack never sees (r - 1, c + 4) and beyond), and the 14 pixels to its left."""
+    decoder = _decoder(image_size=(28, 28))  # 12 layers: 7x7 first (reach 3), then +1 per layer
+    seen = _dependence(decoder, r, c)
+    expected = torch.zeros(28, 28, dtype=torch.bool)
+    expected[max(0, r - 14) : r, max(0, c - 14) : c + 15] = True
+    expected[r, max(0, c - 14) : c] = True
+    assert seen[expected].all(), f"blind pixels: {(expected & ~seen).nonzero().tolist()}"
+    assert not seen[r, c:].any() and not seen[r + 1 :].any()
+    if r >= 1 and c + 4 < 28:
+        assert seen[r - 1, c + 4 :].any()  # the single stack's blind spot is seen
 
 
 def test_log_prob_is_a_normalized_distribution():
