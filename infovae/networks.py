@@ -211,13 +211,15 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """q(z|x) for 28x28 images: conv 64 -> conv 128 (4x4, stride 2, leaky ReLU 0.1) -> fc -> head.
+    """q(z|x) for square images (28x28 by default): conv 64 -> conv 128 (4x4, stride 2, leaky ReLU 0.1) -> fc -> head.
 
     Args:
         latent_dim: dimension of z.
         hidden: width of the fully connected layer (DCGAN nets: 1024; PixelCNN experiments: 512).
         batch_norm: batch normalization after each convolution and the fc layer.
         deterministic, min_std, std_floor: see ``LatentHead``.
+        image_size: height and width of the single-channel input (28 for MNIST; 14 for the
+            downsampled digits of chapter 8's information-preference experiment).
     """
 
     def __init__(
@@ -228,9 +230,15 @@ class ConvEncoder(nn.Module):
         deterministic: bool = False,
         min_std: float = 5e-4,
         std_floor: str = "add",
+        image_size: int = 28,
     ):
         super().__init__()
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
+            raise ValueError(f"image_size must be an integer of at least 4, got {image_size!r}")
         self.latent_dim = latent_dim
+        self.in_shape = (1, image_size, image_size)
+        side = (image_size - 2) // 2 + 1  # each 4x4 stride-2 convolution with padding 1
+        side = (side - 2) // 2 + 1
 
         def block(layer: nn.Module, width: int, norm: type[nn.Module]) -> list[nn.Module]:
             return [layer, norm(width), nn.LeakyReLU(0.1)] if batch_norm else [layer, nn.LeakyReLU(0.1)]
@@ -239,12 +247,12 @@ class ConvEncoder(nn.Module):
             *block(nn.Conv2d(1, 64, 4, stride=2, padding=1, bias=not batch_norm), 64, nn.BatchNorm2d),
             *block(nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=not batch_norm), 128, nn.BatchNorm2d),
             nn.Flatten(),
-            *block(nn.Linear(128 * 7 * 7, hidden, bias=not batch_norm), hidden, nn.BatchNorm1d),
+            *block(nn.Linear(128 * side * side, hidden, bias=not batch_norm), hidden, nn.BatchNorm1d),
         )
         self.head = LatentHead(hidden, latent_dim, deterministic, min_std, std_floor)
 
     def forward(self, x: torch.Tensor) -> Distribution:
-        _check_input(x, MNIST_SHAPE, "ConvEncoder")
+        _check_input(x, self.in_shape, "ConvEncoder")
         with network_region(x.device):
             h = self.body(x)
         return self.head(h.to(x.dtype))
