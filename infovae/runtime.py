@@ -3,12 +3,14 @@
 Three environment variables steer every chapter and command of the book:
 
 ``INFOVAE_DEVICE``
-    a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``); unset, the fastest
-    available device is used.
+    a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``xpu``); unset, the
+    fastest available device is used. A device that does not exist here is an error that
+    names the fix, never a silent fall-back to the CPU.
 ``INFOVAE_PROFILE``
-    ``quick`` (CI smoke scale), ``book`` (the committed outputs, a 2-core CPU) or
-    ``paper`` (the paper's constants, for a GPU). Unset, ``CI=true`` selects ``quick``,
-    a CUDA device selects ``paper``, anything else ``book``.
+    ``quick`` (CI smoke scale), ``book`` (the committed outputs: a 2-core CPU, and a few
+    minutes per chapter on a GPU) or ``paper`` (the paper's constants: hours to days even on
+    a GPU, so only when asked for). Unset, ``CI=true`` selects ``quick`` and anything else,
+    a GPU included, ``book``.
 ``CI``
     set to ``true`` by continuous integration.
 """
@@ -24,30 +26,38 @@ import torch
 PROFILES: tuple[str, ...] = ("quick", "book", "paper")
 
 
+_FIX = "unset INFOVAE_DEVICE to use the fastest available device, or set it to 'cpu'"
+
+
+def _accelerator(kind: str):
+    """The torch module of an accelerator type (``torch.cuda``, ``torch.backends.mps``, ``torch.xpu``)."""
+    return {"cuda": torch.cuda, "mps": torch.backends.mps, "xpu": getattr(torch, "xpu", None)}[kind]
+
+
+def _device_count(kind: str) -> int:
+    """How many devices of an accelerator type this machine has (0 where it has none)."""
+    module = _accelerator(kind)
+    if module is None or not module.is_available():
+        return 0
+    return module.device_count() if hasattr(module, "device_count") else 1
+
+
 def get_device() -> torch.device:
     """The device every tensor of the package follows.
 
-    ``INFOVAE_DEVICE`` if set (validated, so a typo is an error rather than a silent CPU
-    run), else CUDA, else Apple's MPS, else the CPU.
+    ``INFOVAE_DEVICE`` if set, else CUDA, else Apple's MPS, else the CPU. The variable is
+    validated, so that a typo or a device this machine lacks is an error naming the fix
+    rather than a silent CPU run or a failure deep inside a chapter.
+
+    Raises:
+        ValueError: ``INFOVAE_DEVICE`` is not a device name; names a device type that cannot
+            hold the package's tensors (``meta``, which has no data, or an unsupported
+            backend); names an accelerator that is not available here; or has an index that
+            does not exist (``cpu:3``, ``cuda:2`` on a one-GPU machine).
     """
     name = os.environ.get("INFOVAE_DEVICE", "").strip()
     if name:
-        try:
-            device = torch.device(name)
-        except RuntimeError as err:
-            raise ValueError(
-                f"INFOVAE_DEVICE={name!r} is not a torch device name "
-                "(expected e.g. 'cpu', 'cuda', 'cuda:0' or 'mps')"
-            ) from err
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"INFOVAE_DEVICE={name!r} but CUDA is not available here")
-        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-            raise ValueError(
-                f"INFOVAE_DEVICE={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"INFOVAE_DEVICE={name!r} but MPS is not available here")
-        return device
+        return _validated_device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -55,11 +65,57 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def _validated_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(
+            f"INFOVAE_DEVICE={name!r} is not a torch device name "
+            f"(expected e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'); {_FIX}"
+        ) from err
+    kind, index = device.type, device.index
+    if kind == "meta":
+        raise ValueError(
+            f"INFOVAE_DEVICE={name!r}: the meta device holds shapes but no data, so nothing can be "
+            f"trained or measured on it; {_FIX}"
+        )
+    if kind == "cpu":
+        if index not in (None, 0):
+            raise ValueError(
+                f"INFOVAE_DEVICE={name!r}: torch has one CPU device, 'cpu' (index 0); set it to 'cpu' "
+                "(torch.set_num_threads chooses how many cores it uses)"
+            )
+        return device
+    if kind not in ("cuda", "mps", "xpu"):
+        raise ValueError(
+            f"INFOVAE_DEVICE={name!r}: the package runs on 'cpu', 'cuda', 'mps' or 'xpu', not {kind!r}; {_FIX}"
+        )
+    count = _device_count(kind)
+    if count == 0:
+        hint = {
+            "cuda": f"this torch ({torch.__version__}) was built without CUDA"
+            if torch.version.cuda is None
+            else "no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES; in Colab choose "
+            "Runtime > Change runtime type > GPU)",
+            "mps": "MPS needs Apple silicon and a torch built with MPS",
+            "xpu": "no Intel GPU is visible to this torch",
+        }[kind]
+        raise ValueError(f"INFOVAE_DEVICE={name!r} but {kind.upper()} is not available here ({hint}); {_FIX}")
+    if index is not None and index >= count:
+        raise ValueError(
+            f"INFOVAE_DEVICE={name!r} but only {count} {kind.upper()} device(s) exist here "
+            f"(indices 0 to {count - 1}); set it to one of those, e.g. '{kind}:0', or {_FIX}"
+        )
+    return device
+
+
 def get_profile() -> str:
     """The scale of every experiment: ``"quick"``, ``"book"`` or ``"paper"``.
 
-    ``INFOVAE_PROFILE`` if set; otherwise ``quick`` under CI (``CI=true``), ``paper``
-    where CUDA is present, and ``book`` elsewhere.
+    ``INFOVAE_PROFILE`` if set; otherwise ``quick`` under CI (``CI=true``) and ``book``
+    everywhere else, a GPU included: ``paper`` takes hours to days even on a fast GPU, so it
+    runs only when asked for, while ``book`` finishes each chapter in minutes on a Colab T4
+    (the book's reproduction appendix gives the estimates per profile and device).
     """
     name = os.environ.get("INFOVAE_PROFILE", "").strip().lower()
     if name:
@@ -70,8 +126,6 @@ def get_profile() -> str:
         return name
     if os.environ.get("CI", "").strip().lower() == "true":
         return "quick"
-    if torch.cuda.is_available():
-        return "paper"
     return "book"
 
 

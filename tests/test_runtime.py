@@ -34,9 +34,53 @@ def test_invalid_device_name_is_a_clear_error(clean_env, name):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_requested_without_cuda_is_a_clear_error(clean_env):
-    clean_env.setenv("INFOVAE_DEVICE", "cuda")
-    with pytest.raises(ValueError, match="CUDA is not available"):
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "cuda:1"])
+def test_cuda_requested_without_cuda_is_a_clear_error(clean_env, name):
+    clean_env.setenv("INFOVAE_DEVICE", name)
+    with pytest.raises(ValueError, match="CUDA is not available.*unset INFOVAE_DEVICE"):
+        iv.get_device()
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without MPS")
+def test_mps_requested_without_mps_is_a_clear_error(clean_env):
+    clean_env.setenv("INFOVAE_DEVICE", "mps")
+    with pytest.raises(ValueError, match="MPS is not available.*unset INFOVAE_DEVICE"):
+        iv.get_device()
+
+
+def test_cuda_index_beyond_the_gpus_is_a_clear_error(clean_env, monkeypatch):
+    """A machine with one GPU (simulated) refuses cuda:1 and names the indices that exist."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    clean_env.setenv("INFOVAE_DEVICE", "cuda:1")
+    with pytest.raises(ValueError, match=r"only 1 CUDA device\(s\) exist.*'cuda:0'"):
+        iv.get_device()
+    clean_env.setenv("INFOVAE_DEVICE", "cuda:0")
+    assert iv.get_device() == torch.device("cuda:0")
+
+
+def test_meta_device_is_refused(clean_env):
+    clean_env.setenv("INFOVAE_DEVICE", "meta")
+    with pytest.raises(ValueError, match="meta device holds shapes but no data.*unset INFOVAE_DEVICE"):
+        iv.get_device()
+
+
+@pytest.mark.parametrize("name", ["cpu:1", "cpu:3"])
+def test_cpu_index_other_than_zero_is_refused(clean_env, name):
+    clean_env.setenv("INFOVAE_DEVICE", name)
+    with pytest.raises(ValueError, match="one CPU device.*set it to 'cpu'"):
+        iv.get_device()
+
+
+def test_cpu_zero_is_the_cpu(clean_env):
+    clean_env.setenv("INFOVAE_DEVICE", "cpu:0")
+    assert iv.get_device().type == "cpu"
+
+
+@pytest.mark.parametrize("name", ["hpu", "privateuseone"])
+def test_unsupported_device_type_is_refused(clean_env, name):
+    clean_env.setenv("INFOVAE_DEVICE", name)
+    with pytest.raises(ValueError, match="runs on 'cpu', 'cuda', 'mps' or 'xpu'"):
         iv.get_device()
 
 
@@ -57,8 +101,11 @@ def test_explicit_profile_wins_over_ci(clean_env):
     assert iv.get_profile() == "book"
 
 
-def test_default_profile_follows_cuda(clean_env):
-    assert iv.get_profile() == ("paper" if torch.cuda.is_available() else "book")
+def test_default_profile_is_book_even_with_a_gpu(clean_env, monkeypatch):
+    """The paper profile takes hours even on a fast GPU: it runs only when asked for."""
+    assert iv.get_profile() == "book"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert iv.get_profile() == "book"
 
 
 def test_invalid_profile_is_a_clear_error(clean_env):
