@@ -79,7 +79,7 @@ def compare_step(name, architecture, loss_fn_factory, data, steps, repeats, opti
     for m in models[1:]:
         m.load_state_dict(models[0].state_dict())
     config = TrainConfig(iterations=10**9, batch_size=BATCH, optimizer=optimizer, lr=lr, clip=clip,
-                         log_every=steps, progress=False)
+                         log_every=steps, progress=False, binarize="stochastic")
     trainer = Trainer(models[0], loss_fn_factory(), data, config, device="cpu")
     if optimizer == "adam":
         plains = {"plain": torch.optim.Adam(models[1].parameters(), lr=lr),
@@ -191,7 +191,7 @@ def bench_pythae(data, steps, repeats):
     binary = binarize_images(x, "stochastic", torch.Generator().manual_seed(0))  # pythae has no dynamic binarization
     dataset = BaseDataset(binary, torch.zeros(len(binary)))
     trainer = Trainer(ours_model, mmd_vae(), x, TrainConfig(iterations=10**9, batch_size=BATCH, log_every=steps,
-                                                            progress=False), device="cpu")
+                                                            progress=False, binarize="stochastic"), device="cpu")
     ours_times, theirs_times = [], []
     for _ in range(repeats):  # alternate; each pythae run is one epoch of `steps` steps through its train()
         with tempfile.TemporaryDirectory() as out:

@@ -60,7 +60,8 @@ def _check_finite(**tensors: Tensor) -> None:
         raise ValueError(f"{' and '.join(bad)} contain{'s' if len(bad) == 1 else ''} NaN or infinite values")
 
 
-def _resolve_bandwidth(bandwidth: float | None, dim: int) -> float:
+def resolve_bandwidth(bandwidth: float | None, dim: int) -> float:
+    """The kernel bandwidth h: ``bandwidth`` checked (positive, finite), or ``dim`` for ``None``."""
     if bandwidth is None:
         return float(dim)
     if isinstance(bandwidth, Tensor):
@@ -91,7 +92,7 @@ def kernel_matrix(a: Tensor, b: Tensor, kernel: str = "rbf", bandwidth: float | 
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-    h = _resolve_bandwidth(bandwidth, a.shape[1])
+    h = resolve_bandwidth(bandwidth, a.shape[1])
     sq = squared_distances(a, b)
     if kernel == "rbf":
         return torch.exp(sq / (-2.0 * h))
@@ -166,7 +167,7 @@ def mmd(
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    h = _resolve_bandwidth(bandwidth, x.shape[1])
+    h = resolve_bandwidth(bandwidth, x.shape[1])
     _check_finite(x=x, y=y)
     n, m = len(x), len(y)
     k_xx = _kernel_sum(x, None, kernel, h, block_size)
@@ -244,7 +245,7 @@ def svgd_direction(z: Tensor, score: Tensor | None = None, bandwidth: float | No
     _check_codes("z", z)
     s = _check_score(z, score)
     z = z.detach()
-    h = _resolve_bandwidth(bandwidth, z.shape[1])
+    h = resolve_bandwidth(bandwidth, z.shape[1])
     k = kernel_matrix(z, z, "rbf", h)  # symmetric
     # grad_{z_j} k(z_j, z_i) = (z_i - z_j) / h * k_ij
     repulsion = (z * k.sum(1, keepdim=True) - k @ z) / h
@@ -270,7 +271,7 @@ def kernel_stein_discrepancy(z: Tensor, score: Tensor | None = None, bandwidth: 
     s = _check_score(z, score)
     z = z.detach()
     n, dim = z.shape
-    h = _resolve_bandwidth(bandwidth, dim)
+    h = resolve_bandwidth(bandwidth, dim)
     sq = squared_distances(z, z)
     k = torch.exp(sq / (-2.0 * h))
     zs = (z * s).sum(1)

@@ -27,13 +27,13 @@ the authors' PixelCNN code (beta = 784/d for their ELBO, lambda = 784 for their 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, stein_loss
+from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, resolve_bandwidth, stein_loss
 from .vae import check_decoder_output, check_encoder_output
 
 DIVERGENCES: tuple[str, ...] = ("mmd", "stein", "js", "wgan-gp", "none")
@@ -63,6 +63,39 @@ class InfoVAEOutput:
     z: Tensor
     kl_weight: float
     divergence_weight: float
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Every setting of an ``InfoVAELoss`` as plain values (stored in training checkpoints).
+
+    ``InfoVAELoss.from_config(config)`` rebuilds the loss; ``loss_fn.config`` gives it back.
+    The fields are the keyword arguments of ``InfoVAELoss`` (``critic_betas`` as a list).
+
+    Example::
+
+        cfg = InfoVAELoss.mmd_vae(lam=500.0).config
+        InfoVAELoss.from_config(cfg)        # the same objective
+    """
+
+    alpha: float = 0.0
+    lam: float = 1.0
+    divergence: str = "mmd"
+    kernel: str = "rbf"
+    bandwidth: float | None = None
+    estimator: str = "biased"
+    num_prior_samples: int = 200
+    critic_hidden: int = 512
+    critic_lr: float = 2e-5
+    critic_betas: tuple[float, float] = (0.5, 0.9)
+    gp_weight: float = 10.0
+    allow_negative_weights: bool = False
+
+    def as_dict(self) -> dict:
+        """Plain values (lists for tuples), e.g. for a checkpoint or JSON."""
+        out = asdict(self)
+        out["critic_betas"] = list(out["critic_betas"])
+        return out
 
 
 def _finite_number(name: str, value: float) -> float:
@@ -149,6 +182,18 @@ class InfoVAELoss(nn.Module):
         self.kl_weight, self.divergence_weight = kl_weight, divergence_weight
         self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
         self.num_prior_samples = num_prior_samples
+        if isinstance(critic_hidden, bool) or not isinstance(critic_hidden, int) or critic_hidden < 1:
+            raise ValueError(f"critic_hidden must be a positive integer, got {critic_hidden!r}")
+        for name, value in (("critic_lr", critic_lr), ("gp_weight", gp_weight)):
+            if _finite_number(name, value) < 0 or (name == "critic_lr" and value == 0):
+                raise ValueError(f"{name} must be {'positive' if name == 'critic_lr' else 'non-negative'}, got {value}")
+        if bandwidth is not None:
+            resolve_bandwidth(bandwidth, 1)
+        self.config = ObjectiveConfig(
+            alpha, lam, divergence, kernel, None if bandwidth is None else float(bandwidth), estimator,
+            num_prior_samples, critic_hidden, float(critic_lr), (float(critic_betas[0]), float(critic_betas[1])),
+            float(gp_weight), bool(allow_negative_weights),
+        )
         self._critic_kwargs = {"hidden": critic_hidden, "lr": critic_lr, "betas": critic_betas}
         if divergence == "wgan-gp":
             self._critic_kwargs["gp_weight"] = gp_weight
@@ -156,6 +201,22 @@ class InfoVAELoss(nn.Module):
         self._prior: Distribution | None = None
         if latent_dim is not None and self.has_auxiliary:
             self._build_critic(latent_dim, None, None)
+
+    @classmethod
+    def from_config(cls, config: ObjectiveConfig | dict, latent_dim: int | None = None) -> "InfoVAELoss":
+        """The loss of an ``ObjectiveConfig`` (or of its ``as_dict()``, e.g. from a checkpoint)."""
+        if isinstance(config, ObjectiveConfig):
+            config = config.as_dict()
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be an ObjectiveConfig or a dict, got {type(config).__name__}")
+        unknown = set(config) - set(ObjectiveConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown objective settings: {', '.join(sorted(unknown))}")
+        kwargs = dict(config)
+        if "critic_betas" in kwargs:
+            kwargs["critic_betas"] = tuple(kwargs["critic_betas"])
+        alpha, lam, divergence = kwargs.pop("alpha", 0.0), kwargs.pop("lam", 1.0), kwargs.pop("divergence", "mmd")
+        return cls(alpha, lam, divergence, latent_dim=latent_dim, **kwargs)
 
     # --------------------------------------------------------------- presets
 
@@ -292,6 +353,8 @@ class InfoVAELoss(nn.Module):
 
     def forward(self, model: nn.Module, x: Tensor) -> InfoVAEOutput:
         """Eq. (6) on the batch ``x`` for ``model`` (an ``infovae.VAE``)."""
+        if not isinstance(model, nn.Module) or not callable(getattr(model, "prior", None)):
+            raise TypeError(f"model must be an infovae.VAE-like module (encoder, decoder, prior), got {type(model).__name__}")
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2 or x.shape[0] == 0:

@@ -3,8 +3,9 @@
 ``Trainer(model, loss_fn, data, config).run()`` minimises ``loss_fn(model, x).loss`` by
 minibatch stochastic gradient descent:
 
-* each step draws the next minibatch of a seeded shuffle of ``data`` (a new shuffle every
-  epoch) and, for MNIST, binarizes it afresh (dynamic binarization, ``infovae.data``);
+* each step draws the next minibatch of a seeded shuffle of ``data`` (a tensor, a map-style
+  ``Dataset`` or a ``DataLoader`` over one; a new shuffle every epoch) and, with
+  ``binarize="stochastic"`` (MNIST), binarizes it afresh (dynamic binarization, ``infovae.data``);
 * the model's gradient is computed; for adversarial divergences the critic is then trained
   one step on the detached codes (``loss_fn.auxiliary_step``, its own optimiser), before
   the model's optimiser step (Adam, fused where the device has the kernel, or RMSProp),
@@ -15,31 +16,51 @@ minibatch stochastic gradient descent:
 
 Checkpoints are written atomically (a temporary file, then ``os.replace``), hold only
 tensors and plain Python values (read back with ``torch.load(weights_only=True)``), and
-carry every random state (torch's, the shuffle's and the binarization's), so a resumed run
-continues exactly as an uninterrupted one. A loss that becomes NaN or infinite stops
-training with ``NonFiniteLossError`` naming the step and the term, before the parameters
-are touched; the last checkpoint on disk is the last good one.
+carry every random state, so a resumed run continues exactly as an uninterrupted one. The
+trainer owns its random streams (the model's sampling, the shuffle, the binarization), all
+seeded from ``config.seed``: it never reseeds torch's global generator, and the caller's
+random state is the same after ``run()`` as before. A checkpoint also stores the training
+and objective configurations; ``resume`` refuses a checkpoint written with other settings
+and lists the differences.
+
+Nothing non-finite is ever applied or saved: a loss that becomes NaN or infinite, a
+non-finite gradient under a finite loss, or a forward pass that fails on non-finite values
+(e.g. a torch.distributions validation error) stops training with ``NonFiniteLossError``
+naming the step, before the parameters are touched; the last checkpoint on disk is the last
+good one.
+
+Example::
+
+    trainer = Trainer(model, InfoVAELoss.mmd_vae(), x_train, TrainConfig(iterations=2000, binarize="stochastic"))
+    history = trainer.run()
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from .data import binarize_images
 from .precision import PRECISIONS, autocast_networks, resolve_precision
-from .runtime import get_device, seed_everything
+from .runtime import get_device
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
 CLIPPING: tuple[str | None, ...] = (None, "value", "norm")
 CHECKPOINT_FORMAT = 1
+# Settings that must match when a run resumes (the others, e.g. iterations, may change).
+RESUME_KEYS: tuple[str, ...] = ("batch_size", "optimizer", "lr", "clip", "clip_value", "binarize", "seed", "precision")
 
 EvalHook = Callable[["Trainer"], Mapping[str, float]]
 
@@ -60,8 +81,8 @@ class TrainConfig:
         clip: ``None``, ``"value"`` (each gradient entry clipped to [-clip_value, clip_value])
             or ``"norm"`` (global gradient norm at most clip_value).
         clip_value: the clipping threshold.
-        binarize: ``"stochastic"`` (a fresh Bernoulli draw per batch), ``"threshold"`` or
-            ``None`` (data used as given, e.g. the two-point data).
+        binarize: ``None`` (the default: data used as given), ``"stochastic"`` (a fresh
+            Bernoulli draw per batch: grey-level MNIST) or ``"threshold"``.
         seed: seeds torch, the data order and the binarization.
         log_every: steps averaged into one history entry.
         eval_every: steps between evaluation hooks (0: never).
@@ -78,7 +99,7 @@ class TrainConfig:
     lr: float = 1e-4
     clip: str | None = None
     clip_value: float = 1.0
-    binarize: str | None = "stochastic"
+    binarize: str | None = None
     seed: int = 0
     log_every: int = 100
     eval_every: int = 0
@@ -88,17 +109,28 @@ class TrainConfig:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "log_every", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
-        if self.batch_size < 1 or self.log_every < 1:
-            raise ValueError(f"batch_size and log_every must be positive, got {self.batch_size}, {self.log_every}")
+        for name in ("iterations", "batch_size", "seed", "log_every", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < (1 if name in ("batch_size", "log_every") else 0):
+                raise ValueError(f"{name} must be {'positive' if name in ('batch_size', 'log_every') else 'non-negative'}, got {value}")
+        for name in ("lr", "clip_value"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive and finite, got {value}")
+        if not isinstance(self.progress, bool):
+            raise TypeError(f"progress must be True or False, got {self.progress!r}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a path or None, got {self.checkpoint!r}")
+        if self.checkpoint is not None:
+            self.checkpoint = os.fspath(self.checkpoint)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.clip not in CLIPPING:
             raise ValueError(f"clip must be one of {CLIPPING}, got {self.clip!r}")
-        if not (self.lr > 0 and self.clip_value > 0):
-            raise ValueError(f"lr and clip_value must be positive, got {self.lr}, {self.clip_value}")
         if self.binarize not in (None, "stochastic", "threshold"):
             raise ValueError(f"binarize must be None, 'stochastic' or 'threshold', got {self.binarize!r}")
         if self.precision not in PRECISIONS:
@@ -168,14 +200,59 @@ def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | None = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` (tensors and plain values only)."""
+    """Read a checkpoint with ``torch.load(weights_only=True)`` (tensors and plain values only).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: ``"<path> is not an infovae checkpoint"``: unreadable, truncated, holding
+            anything but tensors and plain values, or of another format.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "it holds objects other than tensors and plain values"
+        raise ValueError(f"{path} is not an infovae checkpoint ({reason[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an infovae training checkpoint (format {CHECKPOINT_FORMAT})")
+        raise ValueError(f"{path} is not an infovae checkpoint (no format {CHECKPOINT_FORMAT} marker)")
     return state
+
+
+def _check_plain(name: str, value: object) -> None:
+    """``value`` holds only str, int, float, bool, None, lists/tuples and str-keyed dicts."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_plain(name, item)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{name} must have str keys, got {key!r}")
+            _check_plain(f"{name}[{key!r}]", item)
+        return
+    raise TypeError(f"{name} must hold plain values (str, numbers, None, lists, dicts), got {type(value).__name__}")
+
+
+def _first_tensor(item: object) -> torch.Tensor:
+    """The example of a dataset item: the item itself, or the first element of ``(x, y, ...)``."""
+    if isinstance(item, (tuple, list)) and item:
+        item = item[0]
+    if not isinstance(item, torch.Tensor):
+        raise TypeError(f"dataset items must be tensors or (tensor, ...) tuples, got {type(item).__name__}")
+    return item
+
+
+def _finite_tensors(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every tensor is finite (one device sync)."""
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 class Trainer:
@@ -186,114 +263,197 @@ class Trainer:
         loss_fn: e.g. ``infovae.InfoVAELoss``: ``loss_fn(model, x)`` returns an object with
             ``loss`` (scalar), ``reconstruction`` ([B]), ``kl`` ([B] or None), ``divergence``
             (scalar or None) and ``z`` (codes); ``has_auxiliary``/``auxiliary_step(z)`` for a
-            critic trained alongside.
-        data: the training set ``[N, ...]``, moved to the device once.
+            critic trained alongside. Its ``config`` (``ObjectiveConfig``), if any, is stored
+            in every checkpoint.
+        data: the training set: a tensor ``[N, ...]`` (moved to the device once), a map-style
+            ``torch.utils.data.Dataset`` whose items are tensors or ``(x, ...)`` tuples, or a
+            ``DataLoader`` over one (its dataset is read in the trainer's own seeded order and
+            batches of ``config.batch_size``, which keeps a resumed run exact).
         config: a ``TrainConfig``.
         hooks: evaluation hooks ``hook(trainer) -> {name: number}``, run every
             ``config.eval_every`` steps with the model in eval mode.
         device: defaults to ``iv.get_device()``.
-        meta: plain values stored in every checkpoint (e.g. how to rebuild the model).
+        meta: plain values (str, numbers, None, lists, str-keyed dicts) stored in every
+            checkpoint (e.g. how to rebuild the model); checked here.
     """
 
     def __init__(
         self,
         model: nn.Module,
         loss_fn: Callable,
-        data: torch.Tensor,
+        data: torch.Tensor | Dataset | DataLoader,
         config: TrainConfig | None = None,
         hooks: Sequence[EvalHook] = (),
         device: torch.device | str | None = None,
         meta: Mapping | None = None,
     ):
         self.config = config = config or TrainConfig()
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module (e.g. infovae.VAE), got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(model, x), got {type(loss_fn).__name__}")
         self.device = torch.device(device) if device is not None else get_device()
-        if not isinstance(data, torch.Tensor) or data.dim() < 2:
-            raise ValueError("data must be a tensor [N, ...] of training examples")
-        if len(data) < config.batch_size:
-            raise ValueError(f"batch_size {config.batch_size} exceeds the {len(data)} training examples")
-        if not bool(torch.isfinite(data).all()):
-            raise ValueError("data contains NaN or infinite values")
-        if config.binarize is not None and (data.min() < 0 or data.max() > 1):
-            raise ValueError(f"binarize={config.binarize!r} needs data in [0, 1]; use binarize=None otherwise")
+        self.data, self._n = self._source(data)
+        if self._n < config.batch_size:
+            raise ValueError(f"batch_size {config.batch_size} exceeds the {self._n} training examples")
+        self.meta = dict(meta or {})
+        _check_plain("meta", self.meta)
         self.precision = resolve_precision(config.precision, self.device)  # "fp32" or "bf16"
-        seed_everything(config.seed)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
-        self.data = data.to(self.device)
         self.hooks = list(hooks)
-        self.meta = dict(meta or {})
         self.optimizer = _make_optimizer(list(model.parameters()), config, self.device)
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.binarize_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        # the model's own random stream (codes, prior samples): torch's global generators are
+        # swapped for it during each step, so the trainer neither reseeds nor advances them
+        self._rng: dict[str, torch.Tensor] = {"torch": torch.Generator().manual_seed(config.seed).get_state()}
+        if self.device.type == "cuda":
+            self._rng["cuda"] = torch.Generator(device=self.device).manual_seed(config.seed).get_state()
         self.step = 0
         self.history = History()
         self.last_checkpoint: tuple[Path, int] | None = None
-        self._order = torch.randperm(len(self.data), generator=self.order_generator)
+        self._order = torch.randperm(self._n, generator=self.order_generator)
         self._cursor = 0
         self._pending: dict[str, list[float]] = {}  # name -> [sum, count] since the last log
+
+    def _source(self, data: object) -> tuple[torch.Tensor | Dataset, int]:
+        """The training set (a tensor on the device, or a map-style dataset) and its size."""
+        if isinstance(data, DataLoader):
+            data = data.dataset
+        if isinstance(data, torch.Tensor):
+            if data.dim() < 2 or len(data) == 0:
+                raise ValueError(f"data must be a tensor [N, ...] of training examples, got shape {tuple(data.shape)}")
+            if not data.is_floating_point():
+                raise TypeError(f"data must be a floating point tensor, got {data.dtype}")
+            if not bool(torch.isfinite(data).all()):
+                raise ValueError("data contains NaN or infinite values")
+            self._check_range(data)
+            return data.to(self.device), len(data)
+        if isinstance(data, IterableDataset) or not isinstance(data, Dataset) or not hasattr(data, "__len__"):
+            raise TypeError(
+                "data must be a tensor [N, ...], a map-style torch Dataset (with __len__ and __getitem__) or a "
+                f"DataLoader over one, got {type(data).__name__}"
+            )
+        n = len(data)  # type: ignore[arg-type]
+        if n == 0:
+            raise ValueError("data is an empty dataset")
+        return data, n
+
+    def _check_range(self, x: torch.Tensor) -> None:
+        if self.config.binarize is not None and x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"binarize={self.config.binarize!r} needs data in [0, 1]; use binarize=None otherwise")
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run a block on the trainer's random stream, leaving torch's global state untouched."""
+        cuda = "cuda" in self._rng
+        with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type="cuda"):
+            torch.set_rng_state(self._rng["torch"])
+            if cuda:
+                torch.cuda.set_rng_state(self._rng["cuda"], self.device)
+            try:
+                yield
+            finally:
+                self._rng["torch"] = torch.get_rng_state()
+                if cuda:
+                    self._rng["cuda"] = torch.cuda.get_rng_state(self.device)
 
     # ------------------------------------------------------------------ one step
 
     def next_batch(self) -> torch.Tensor:
         """The next minibatch of the seeded shuffle, binarized afresh."""
-        n, b = len(self.data), self.config.batch_size
+        n, b = self._n, self.config.batch_size
         if self._cursor + b > n:  # a new epoch (an incomplete last batch is dropped)
             self._order = torch.randperm(n, generator=self.order_generator)
             self._cursor = 0
-        idx = self._order[self._cursor : self._cursor + b].to(self.device)
+        idx = self._order[self._cursor : self._cursor + b]
         self._cursor += b
-        x = self.data[idx]
+        if isinstance(self.data, torch.Tensor):
+            x = self.data[idx.to(self.device)]
+        else:
+            x = torch.stack([_first_tensor(self.data[int(i)]) for i in idx]).to(self.device)
+            if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
+                raise ValueError("a batch of the dataset is not finite floating point data")
+            self._check_range(x)
         if self.config.binarize is not None:
             x = binarize_images(x, self.config.binarize, self.binarize_generator)
         return x
 
+    def _forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        """``loss_fn(model, x)``; a failure on non-finite values becomes NonFiniteLossError."""
+        try:
+            with autocast_networks(self.precision, self.device):
+                return self.loss_fn(self.model, x)
+        except ValueError as err:
+            message = str(err)
+            invalid = "Expected parameter" in message and re.search(r"\bnan\b|\binf\b", message)
+            if invalid or not _finite_tensors([p.detach() for p in self.model.parameters()]):
+                self._stop(f"the forward pass met non-finite values ({message.splitlines()[0][:200]})")
+            if "Expected value argument" in message and self.config.binarize is None:
+                raise ValueError(
+                    f"{message}\n(TrainConfig.binarize is None, so the data are used as given: for grey-level "
+                    "images in [0, 1] with a Bernoulli decoder pass binarize='stochastic')"
+                ) from err
+            raise
+
     def train_step(self) -> dict[str, float]:
         """One optimiser step (and one critic step, if any); returns the step's quantities."""
         x = self.next_batch()
-        with autocast_networks(self.precision, self.device):
-            out = self.loss_fn(self.model, x)
-        terms = {"loss": out.loss, "reconstruction": out.reconstruction.mean()}
-        if out.kl is not None:
-            terms["kl"] = out.kl.mean()
-        if out.divergence is not None:
-            terms["divergence"] = out.divergence
-        values = dict(zip(terms, torch.stack([t.detach() for t in terms.values()]).tolist()))  # one sync
-        if not math.isfinite(values["loss"]):
-            self._stop(values, [k for k, v in values.items() if k != "loss" and not math.isfinite(v)] or ["loss"])
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if getattr(self.loss_fn, "has_auxiliary", False):
-            values.update(self.loss_fn.auxiliary_step(out.z.detach()))
+        with self._own_rng():
+            out = self._forward(x)
+            terms = {"loss": out.loss, "reconstruction": out.reconstruction.mean()}
+            if out.kl is not None:
+                terms["kl"] = out.kl.mean()
+            if out.divergence is not None:
+                terms["divergence"] = out.divergence
+            values = dict(zip(terms, torch.stack([t.detach().float() for t in terms.values()]).tolist()))  # one sync
+            if not math.isfinite(values["loss"]):
+                bad = [k for k, v in values.items() if k != "loss" and not math.isfinite(v)] or ["loss"]
+                self._stop(f"the {' and '.join(bad)} term became non-finite", values)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if getattr(self.loss_fn, "has_auxiliary", False):
+                values.update(self.loss_fn.auxiliary_step(out.z.detach()))
         if self.config.clip == "value":
             nn.utils.clip_grad_value_(self.model.parameters(), self.config.clip_value)
         elif self.config.clip == "norm":
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_value)
+        named = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
+        if not _finite_tensors([g for _, g in named]):
+            bad = [name for name, g in named if not bool(torch.isfinite(g).all())]
+            self._stop(f"the gradient of {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} became non-finite "
+                       "although the loss was finite", values)
         self.optimizer.step()
         self.step += 1
         return values
 
-    def _stop(self, values: Mapping[str, float], bad: Sequence[str]) -> None:
+    def _stop(self, what: str, values: Mapping[str, float] | None = None) -> None:
         where = (
             f"the last good checkpoint is {self.last_checkpoint[0]} (step {self.last_checkpoint[1]})"
             if self.last_checkpoint
             else "no checkpoint had been written"
         )
-        shown = ", ".join(f"{k} = {v}" for k, v in values.items())
+        shown = f" ({', '.join(f'{k} = {v}' for k, v in values.items())})" if values else ""
         raise NonFiniteLossError(
-            f"training stopped at step {self.step + 1}: the {' and '.join(bad)} term became non-finite "
-            f"({shown}); the parameters were not updated, {where}. Lower the learning rate, clip "
-            "gradients (TrainConfig.clip) or check the data."
+            f"training stopped at step {self.step + 1}: {what}{shown}; the parameters were not updated, {where}. "
+            "Lower the learning rate, clip gradients (TrainConfig.clip) or check the data."
         )
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, iterations: int | None = None) -> History:
-        """Train until step ``config.iterations`` (or for ``iterations`` more steps).
+        """Train until step ``config.iterations`` (or for ``iterations`` more steps), model in train mode.
 
         Returns the history. A checkpoint is written at the end if ``config.checkpoint`` is set.
         """
         cfg = self.config
+        if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0):
+            raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
         end = cfg.iterations if iterations is None else self.step + iterations
+        self.model.train()
         with tqdm(total=end, initial=self.step, disable=not cfg.progress, desc="training", leave=False) as bar:
             while self.step < end:
                 for name, value in self.train_step().items():
@@ -315,13 +475,14 @@ class Trainer:
         return self.history
 
     def evaluate(self) -> dict[str, float]:
-        """Run every hook with the model in eval mode; log and return their numbers."""
+        """Run every hook with the model in eval mode (on the trainer's random stream); log and return their numbers."""
         was_training = self.model.training
         self.model.eval()
         try:
             results: dict[str, float] = {}
-            for hook in self.hooks:
-                results.update({k: float(v) for k, v in hook(self).items()})
+            with self._own_rng():
+                for hook in self.hooks:
+                    results.update({k: float(v) for k, v in hook(self).items()})
         finally:
             self.model.train(was_training)
         self.history.log(self.step, results)
@@ -329,19 +490,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _objective(self) -> dict | None:
+        config = getattr(self.loss_fn, "config", None)
+        return config.as_dict() if hasattr(config, "as_dict") else None
+
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly: parameters, optimisers, random states, data order, history."""
+        """Everything needed to resume exactly: parameters, optimisers, random states, data order,
+        history, and the training and objective configurations."""
         rng = {
-            "torch": torch.get_rng_state(),
+            **self._rng,
             "order": self.order_generator.get_state(),
             "binarize": self.binarize_generator.get_state(),
         }
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": asdict(self.config),
+            "objective": self._objective(),
+            "data_size": self._n,
             "meta": self.meta,
             "model": self.model.state_dict(),
             "loss_fn": self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else {},
@@ -353,6 +519,23 @@ class Trainer:
             "pending": self._pending,
             "history": self.history.series,
         }
+
+    def differences(self, state: Mapping) -> list[str]:
+        """The settings of a ``state_dict()`` that differ from this trainer's (``RESUME_KEYS``,
+        the objective and the data size), as ``"name: checkpoint X, now Y"``."""
+        now = asdict(self.config)
+        stored = state.get("config", {})
+        found = [f"{k}: checkpoint {stored[k]!r}, now {now[k]!r}" for k in RESUME_KEYS if k in stored and stored[k] != now[k]]
+        objective, stored_objective = self._objective(), state.get("objective")
+        if objective is not None and stored_objective is not None:
+            found += [
+                f"objective {k}: checkpoint {stored_objective.get(k)!r}, now {v!r}"
+                for k, v in objective.items()
+                if stored_objective.get(k) != v
+            ]
+        if "data_size" in state and state["data_size"] != self._n:
+            found.append(f"data size: checkpoint {state['data_size']}, now {self._n}")
+        return found
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore a ``state_dict()`` (the model, loss and data must be built as before)."""
@@ -369,11 +552,11 @@ class Trainer:
         for opt, opt_state in zip(aux, state["auxiliary_optimizers"]):
             opt.load_state_dict(opt_state)
         rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
+        self._rng = {"torch": rng["torch"]}
+        if self.device.type == "cuda":
+            self._rng["cuda"] = rng.get("cuda", torch.Generator(device=self.device).manual_seed(self.config.seed).get_state())
         self.order_generator.set_state(rng["order"])
         self.binarize_generator.set_state(rng["binarize"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = int(state["step"])
         self._order = state["order"]
         self._cursor = int(state["cursor"])
@@ -381,19 +564,40 @@ class Trainer:
         self.history = History({k: [list(s), list(v)] for k, (s, v) in state["history"].items()})
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write a checkpoint atomically (to ``config.checkpoint`` by default)."""
+        """Write a checkpoint atomically (to ``config.checkpoint`` by default).
+
+        Refuses (``NonFiniteLossError``) to write parameters that are not finite, so the file
+        on disk is always the last good one.
+        """
         path = path or self.config.checkpoint
         if path is None:
             raise ValueError("no checkpoint path: pass one or set TrainConfig.checkpoint")
+        if not _finite_tensors([p.detach() for p in self.model.parameters()]):
+            self._stop("the parameters are not finite, so no checkpoint was written")
         written = save_checkpoint(self.state_dict(), path)
         self.last_checkpoint = (written, self.step)
         return written
 
     def resume(self, path: str | os.PathLike | None = None) -> "Trainer":
-        """Load a checkpoint written by ``save`` and continue from its step; returns ``self``."""
-        path = Path(path or self.config.checkpoint)
+        """Load a checkpoint written by ``save`` and continue from its step; returns ``self``.
+
+        Raises:
+            ValueError: the file is not an infovae checkpoint, or it was written with other
+                settings (lr, batch size, seed, objective, data size...: all listed).
+        """
+        target = path or self.config.checkpoint
+        if target is None:
+            raise ValueError("no checkpoint to resume from: pass a path or set TrainConfig.checkpoint")
+        path = Path(target)
         # on the CPU: random states must stay CPU tensors; parameters are copied to the device
-        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        state = load_checkpoint(path, map_location="cpu")
+        differences = self.differences(state)
+        if differences:
+            raise ValueError(
+                f"{path} was written with other settings; resume with the same ones or start a new run: "
+                + "; ".join(differences)
+            )
+        self.load_state_dict(state)
         self.last_checkpoint = (path, self.step)
         return self
 
