@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,42 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     "pixelcnn": {"optimizer": "rmsprop", "lr": 1e-3, "clip": "value", "batch_size": 100},
 }
 ITERATIONS: dict[str, int] = {"quick": 200, "book": 5000, "paper": 100_000}
+# Presets whose alpha/lambda are fixed by definition (beta-vae takes --beta).
+FIXED_WEIGHTS: tuple[str, ...] = ("elbo", "autoencoder", "beta-vae")
+
+
+def _integer(minimum: int):  # type: ignore[no-untyped-def]
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {'positive' if minimum == 1 else f'>= {minimum}'}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(positive: bool):  # type: ignore[no-untyped-def]
+    """An argparse type: a finite number (> 0 if ``positive``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value) or (positive and value <= 0):
+            raise argparse.ArgumentTypeError(f"must be a {'positive ' if positive else ''}finite number, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT, NON_NEGATIVE_INT = _integer(1), _integer(0)
+POSITIVE_FLOAT, FINITE_FLOAT = _number(True), _number(False)
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -51,7 +88,7 @@ def _common_options() -> argparse.ArgumentParser:
     group = common.add_argument_group("common options")
     group.add_argument("--profile", choices=PROFILES, help="scale of the run (sets INFOVAE_PROFILE; default: from the environment)")
     group.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (sets INFOVAE_DEVICE; default: the fastest available)")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    group.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed (default: %(default)s)")
     group.add_argument("--out", type=Path, default=Path("runs/infovae"), help="output directory (default: %(default)s)")
     return common
 
@@ -74,21 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=ARCHITECTURES, default="dcgan",
                        help="networks: toy (Fig. 1 MLPs, two-point data), mlp, dcgan (Figs. 2-5), pixelcnn (Fig. 6); default: %(default)s")
     train.add_argument("--preset", choices=list(PRESETS), default="mmd-vae", help="objective of Eq. 6 (default: %(default)s)")
-    train.add_argument("--alpha", type=float, help="override the preset's alpha (information preference)")
-    train.add_argument("--lam", type=float, help="override the preset's lambda (weight of the divergence)")
-    train.add_argument("--beta", type=float, default=1.0, help="beta of the beta-vae preset (default: %(default)s)")
-    train.add_argument("--divergence", choices=[d for d in DIVERGENCES if d in ("js", "wgan-gp")], default="js",
-                       help="discriminator of the adversarial preset (default: %(default)s)")
-    train.add_argument("--latent-dim", type=int, default=10, help="dimension of z (default: %(default)s)")
+    train.add_argument("--alpha", type=FINITE_FLOAT,
+                       help="override the preset's alpha (information preference; not for elbo, autoencoder, beta-vae)")
+    train.add_argument("--lam", type=POSITIVE_FLOAT,
+                       help="override the preset's lambda (weight of the divergence; not for elbo, autoencoder, beta-vae)")
+    train.add_argument("--beta", type=POSITIVE_FLOAT, help="beta of the beta-vae preset (default: 1)")
+    train.add_argument("--divergence", choices=[d for d in DIVERGENCES if d in ("js", "wgan-gp")],
+                       help="discriminator of the adversarial preset (default: js)")
+    train.add_argument("--latent-dim", type=POSITIVE_INT, default=10, help="dimension of z (default: %(default)s)")
     train.add_argument("--deterministic", action="store_true", help="point-mass encoder (implied by the autoencoder preset)")
-    train.add_argument("--train-size", type=int, help="first N images of a seeded shuffle of the 50k training digits (default: all)")
-    train.add_argument("--iterations", type=int, help="optimiser steps (default by profile: " + ", ".join(f"{k} {v}" for k, v in ITERATIONS.items()) + ")")
-    train.add_argument("--batch-size", type=int, help="default: per model, as in the paper")
+    train.add_argument("--train-size", type=POSITIVE_INT, help="first N images of a seeded shuffle of the 50k training digits (default: all)")
+    train.add_argument("--iterations", type=POSITIVE_INT, help="optimiser steps (default by profile: " + ", ".join(f"{k} {v}" for k, v in ITERATIONS.items()) + ")")
+    train.add_argument("--batch-size", type=POSITIVE_INT, help="default: per model, as in the paper")
     train.add_argument("--optimizer", choices=["adam", "rmsprop"], help="default: rmsprop for pixelcnn, else adam")
-    train.add_argument("--lr", type=float, help="learning rate (default: per model)")
+    train.add_argument("--lr", type=POSITIVE_FLOAT, help="learning rate (default: per model)")
     train.add_argument("--clip", choices=["value", "norm", "none"], help="gradient clipping (default: value to [-1, 1] for pixelcnn, else none)")
-    train.add_argument("--log-every", type=int, default=100, help="steps per history entry (default: %(default)s)")
-    train.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default: %(default)s)")
+    train.add_argument("--log-every", type=POSITIVE_INT, default=100, help="steps per history entry (default: %(default)s)")
+    train.add_argument("--checkpoint-every", type=NON_NEGATIVE_INT, default=1000, help="steps between checkpoints (default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -98,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by `train`")
     evaluate.add_argument("--split", choices=["train", "valid", "test"], default="test", help="default: %(default)s")
-    evaluate.add_argument("--size", type=int, help="first N images of the split (default: all)")
-    evaluate.add_argument("--iwae-samples", type=int, default=0,
+    evaluate.add_argument("--size", type=POSITIVE_INT, help="first N images of the split (default: all)")
+    evaluate.add_argument("--iwae-samples", type=NON_NEGATIVE_INT, default=0,
                           help="importance samples per image for log p(x) (Table 1 uses 5000; default 0: skip)")
 
     reproduce = commands.add_parser(
@@ -112,14 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _loss_from(spec: dict):
+def _check_spec(spec: dict) -> None:
+    """Refuse options that the chosen preset would ignore."""
+    preset = spec["preset"]
+    ignored = [f"--{k}" for k in ("alpha", "lam") if spec.get(k) is not None and preset in FIXED_WEIGHTS]
+    if spec.get("beta") is not None and preset != "beta-vae":
+        ignored.append("--beta")
+    if spec.get("divergence") is not None and preset != "adversarial":
+        ignored.append("--divergence")
+    if ignored:
+        raise ValueError(f"the {preset} preset does not use {', '.join(ignored)}")
+
+
+def _loss_from(spec: dict):  # type: ignore[no-untyped-def]
     from .objective import InfoVAELoss
 
     kwargs = {k: spec[k] for k in ("alpha", "lam") if spec.get(k) is not None}
     if spec["preset"] == "beta-vae":
-        kwargs = {"beta": spec["beta"]}
+        kwargs = {"beta": 1.0 if spec.get("beta") is None else spec["beta"]}
     elif spec["preset"] == "adversarial":
-        kwargs |= {"divergence": spec["divergence"], "latent_dim": spec["latent_dim"]}
+        kwargs |= {"divergence": spec.get("divergence") or "js", "latent_dim": spec["latent_dim"]}
     elif spec["preset"] in ("elbo", "autoencoder"):
         kwargs = {}
     return InfoVAELoss.preset(spec["preset"], **kwargs)
@@ -135,13 +186,15 @@ def _train_data(spec: dict):
     from .data import load_mnist, training_subset, two_point_data
 
     if spec["model"] == "toy":
-        return two_point_data(spec["train_size"] or 10_000, seed=spec["seed"])
-    if spec["train_size"]:
+        return two_point_data(10_000 if spec["train_size"] is None else spec["train_size"], seed=spec["seed"])
+    if spec["train_size"] is not None:
         return training_subset(spec["train_size"], seed=spec["seed"])[0]
     return load_mnist("train")[0]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from .runtime import get_profile
     from .train import TrainConfig, Trainer
 
@@ -152,12 +205,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         "deterministic": args.deterministic or args.preset == "autoencoder",
         "train_size": args.train_size, "seed": args.seed,
     }
-    clip = args.clip if args.clip is not None else defaults["clip"]
+    _check_spec(spec)
+
+    def given(value, default):  # type: ignore[no-untyped-def]
+        return default if value is None else value
+
+    clip = given(args.clip, defaults["clip"])
     config = TrainConfig(
-        iterations=args.iterations or ITERATIONS[get_profile()],
-        batch_size=args.batch_size or defaults["batch_size"],
-        optimizer=args.optimizer or defaults["optimizer"],
-        lr=args.lr or defaults["lr"],
+        iterations=given(args.iterations, ITERATIONS[get_profile()]),
+        batch_size=given(args.batch_size, defaults["batch_size"]),
+        optimizer=given(args.optimizer, defaults["optimizer"]),
+        lr=given(args.lr, defaults["lr"]),
         clip=None if clip == "none" else clip,
         binarize=None if args.model == "toy" else "stochastic",
         seed=args.seed,
@@ -166,8 +224,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint=str(args.out / "checkpoint.pt"),
         progress=not args.no_progress,
     )
+    if args.resume and not Path(config.checkpoint).is_file():  # type: ignore[arg-type]
+        raise FileNotFoundError(f"--resume: no checkpoint at {config.checkpoint}")
+    loss_fn, data = _loss_from(spec), _train_data(spec)
     args.out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(_model_from(spec), _loss_from(spec), _train_data(spec), config, meta=spec)
+    torch.manual_seed(args.seed)  # the same command gives the same initial weights
+    trainer = Trainer(_model_from(spec), loss_fn, data, config, meta=spec)
     if args.resume:
         trainer.resume()
         print(f"resumed from {config.checkpoint} at step {trainer.step}")
@@ -185,15 +247,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .data import load_mnist
     from .metrics import log_likelihood_with_error
+    from .metrics.importance import MAX_SAMPLES
     from .runtime import get_device
     from .train import evaluate, load_checkpoint
 
+    if args.iwae_samples > MAX_SAMPLES:
+        raise ValueError(f"--iwae-samples must be at most {MAX_SAMPLES:,} (the paper uses 5000), got {args.iwae_samples:,}")
     device = get_device()
     state = load_checkpoint(args.checkpoint, map_location=device)
     spec = state["meta"]
+    if not isinstance(spec, dict) or "model" not in spec or "preset" not in spec:
+        raise ValueError(f"{args.checkpoint} was not written by `python -m infovae train` (no model description)")
     if spec.get("model") == "toy":
-        print("evaluate works on MNIST models; the two-point model has no test split", file=sys.stderr)
-        return 2
+        raise ValueError("evaluate works on MNIST models; the two-point model has no test split")
     model = _model_from(spec).to(device)
     model.load_state_dict(state["model"])
     loss_fn = _loss_from(spec).to(device)
@@ -244,8 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} is a file, not a folder", file=sys.stderr)
+        return 2
+    from .train import NonFiniteLossError
+
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

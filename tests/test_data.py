@@ -144,3 +144,35 @@ def test_cache_is_written_and_loading_takes_under_2_seconds(monkeypatch, tmp_pat
         data._mnist_arrays.cache_clear()
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert elapsed < 2.0, f"loading MNIST took {elapsed:.2f} s"
+
+
+def test_a_corrupt_cache_is_rebuilt_from_the_verified_wheel(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    data._mnist_arrays.cache_clear()
+    try:
+        _, y = data.load_mnist("test")
+        cache = next((tmp_path / "infovae").glob("mnist-*.npz"))
+        with np.load(cache) as f:
+            entries = dict(f)
+        entries["test_y"] = np.zeros_like(entries["test_y"])  # zeroed labels, stale digest
+        np.savez(cache, **entries)
+        for corrupt in (None, os.urandom(1000)):
+            if corrupt is not None:
+                cache.write_bytes(corrupt)  # not even a zip file
+            data._mnist_arrays.cache_clear()
+            with pytest.warns(UserWarning, match="MNIST cache .* is invalid"):
+                _, again = data.load_mnist("test")
+            assert torch.equal(again, y)
+    finally:
+        data._mnist_arrays.cache_clear()
+
+
+def test_bad_arguments_are_named_before_any_loading():
+    for bad in (0, -5, 2.5, "10", 10**6):
+        with pytest.raises(ValueError, match="n must be an integer between 1 and 50000"):
+            data.training_subset(bad)
+    for bad in ("a", 1.5, -1):
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            data.two_point_data(4, seed=bad)
+    with pytest.raises(ValueError, match="NaN"):
+        data.binarize_images(torch.tensor([[0.5, float("nan")]]), "stochastic")

@@ -82,6 +82,8 @@ def class_distribution_cross_entropy(
     check_images(images, "images")
     check_count("num_classes", num_classes)
     check_count("batch_size", batch_size)
+    if isinstance(pseudo_count, bool) or not isinstance(pseudo_count, (int, float)):
+        raise TypeError(f"pseudo_count must be a number, got {pseudo_count!r}")
     if not pseudo_count > 0:
         raise ValueError(f"pseudo_count must be positive, got {pseudo_count}")
     c = (
@@ -155,6 +157,8 @@ def semi_supervised_error(
         raise ValueError(f"features have {x.shape[1]} dims, test_features {x_test.shape[1]}")
     if num_labels > len(x):
         raise ValueError(f"num_labels={num_labels} exceeds the {len(x)} labelled features")
+    if not gammas or not Cs or any(not (g > 0 and math.isfinite(g)) for g in (*gammas, *Cs)):
+        raise ValueError(f"gammas and Cs must be non-empty sequences of positive numbers, got {list(gammas)}, {list(Cs)}")
     grid = {"svc__gamma": [g / x.shape[1] for g in gammas], "svc__C": list(Cs)}
     rng = np.random.default_rng(seed)
     errors, params = [], []

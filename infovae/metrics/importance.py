@@ -28,12 +28,15 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..networks import PointMass
 from ..vae import check_decoder_output
 from ._common import check_count, check_model, distribution_checks, evaluating
 
 PROPOSALS: tuple[str, ...] = ("encoder", "prior")
+MAX_SAMPLES = 10_000_000  # samples per image: 2000 times the paper's K = 5000
+PROGRESS_FROM = 5_000_000  # (image, sample) pairs from which a progress bar is shown
 
 
 class LogLikelihood(NamedTuple):
@@ -88,9 +91,13 @@ def _log_weights(
         yield z, log_px.view(s, b) + prior.log_prob(z) - r.log_prob(z)
 
 
-def _check(model: nn.Module, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int) -> None:
+def _check(
+    model: nn.Module, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, name: str = "num_samples"
+) -> None:
     check_model(model, x)
-    check_count("num_samples", num_samples)
+    check_count(name, num_samples)
+    if num_samples > MAX_SAMPLES:
+        raise ValueError(f"{name} must be at most {MAX_SAMPLES:,} per image (the paper uses 5000), got {num_samples:,}")
     check_count("chunk_size", chunk_size)
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
@@ -137,10 +144,12 @@ def log_likelihood_with_error(
     log_k = math.log(num_samples)
     unbiased = num_samples / (num_samples - 1) if num_samples > 1 else math.nan
     estimates, stderrs = [], []
-    with evaluating(model):
+    total = x.shape[0] * num_samples
+    with evaluating(model), tqdm(total=total, disable=total < PROGRESS_FROM, desc="log-likelihood", leave=False) as bar:
         for xb in _image_batches(x, num_samples, chunk_size):
             lse_w = lse_w2 = torch.full(xb.shape[:1], -math.inf, dtype=xb.dtype, device=xb.device)
             for _, log_w in _log_weights(model, xb, num_samples, proposal, chunk_size):
+                bar.update(log_w.numel())
                 lse_w = torch.logaddexp(lse_w, log_w.logsumexp(0))
                 lse_w2 = torch.logaddexp(lse_w2, (2 * log_w).logsumexp(0))
             estimate = lse_w - log_k
@@ -204,7 +213,7 @@ def posterior_samples(
         ``PosteriorSamples(samples, proposals, weights, ess)``.
     """
     check_count("num_samples", num_samples)
-    _check(model, x, num_proposals, proposal, chunk_size)
+    _check(model, x, num_proposals, proposal, chunk_size, "num_proposals")
     proposals, log_weights = [], []
     with evaluating(model):
         for xb in _image_batches(x, num_proposals, chunk_size):

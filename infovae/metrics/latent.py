@@ -40,6 +40,8 @@ class ActiveUnits(NamedTuple):
 
 
 def _check_codes(z: torch.Tensor, min_rows: int = 1) -> torch.Tensor:
+    if isinstance(z, torch.Tensor) and z.ndim != 2:
+        raise ValueError(f"z must be codes [N, dim], got shape {tuple(z.shape)}")
     check_images(z, "z")
     if z.ndim != 2:
         raise ValueError(f"z must be codes [N, dim], got shape {tuple(z.shape)}")
@@ -208,6 +210,8 @@ def active_units(
     The variance is the sample variance over the N images (unbiased, standard deviation
     ~ A_u sqrt(2 / N) for Gaussian means). Cost: one encoder pass.
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"threshold must be a number, got {threshold!r}")
     if not threshold >= 0:
         raise ValueError(f"threshold must be non-negative, got {threshold}")
     check_model(model, x)
