@@ -15,6 +15,8 @@ measured on stochastically binarized test digits.
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -106,10 +108,17 @@ def train_classifier(
     Returns:
         the trained classifier, in eval mode, on ``device``.
     """
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        raise ValueError(f"max_shift must be an integer >= 0, got {max_shift!r}")
     device = torch.device(device) if device is not None else get_device()
     x, y = data if data is not None else load_mnist("train")
+    if len(x) != len(y) or len(x) < batch_size:
+        raise ValueError(f"batch_size {batch_size} needs at least as many images and labels, got {len(x)} and {len(y)}")
     x, y = x.to(device), y.to(device)
     torch.manual_seed(seed)
     model = MNISTClassifier().to(device)
@@ -137,7 +146,7 @@ def train_classifier(
 def classifier_accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of images ``x`` whose most likely class is ``y``."""
     if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y must be non-empty and of one length, got {len(x)} and {len(y)}")
+        raise ValueError(f"x and y must be non-empty and of one length, got lengths {len(x)} and {len(y)}")
     device = next(classifier.parameters()).device
     was_training = classifier.training
     classifier.eval()
@@ -180,10 +189,14 @@ def load_classifier(
     path = classifier_path(steps, seed)
     model = MNISTClassifier()
     if path.is_file() and not retrain:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        model.test_accuracy = float(state["test_accuracy"])
-        return model.to(device).eval()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            model.test_accuracy = float(state["test_accuracy"])
+            return model.to(device).eval()
+        except Exception as err:  # noqa: BLE001 (a corrupt cache is named and retrained)
+            warnings.warn(f"the cached classifier {path} is unreadable ({type(err).__name__}); retraining it", stacklevel=2)
+            model = MNISTClassifier()
     model = train_classifier(steps, seed=seed, device=device, progress=progress)
     x, y = load_mnist("test", binarize="stochastic", seed=0)
     model.test_accuracy = classifier_accuracy(model, x, y)

@@ -99,8 +99,7 @@ class LatentHead(nn.Module):
         std_floor: str = "add",
     ):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be positive, got {latent_dim}")
+        _check_dim(latent_dim)
         if std_floor not in STD_FLOORS:
             raise ValueError(f"std_floor must be one of {STD_FLOORS}, got {std_floor!r}")
         if not min_std > 0:
@@ -131,6 +130,12 @@ def _mlp(in_features: int, hidden: Sequence[int]) -> nn.Sequential:
         layers += [nn.Linear(in_features, width), nn.LeakyReLU(0.1)]
         in_features = width
     return nn.Sequential(*layers)
+
+
+def _check_dim(latent_dim: int) -> int:
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+    return latent_dim
 
 
 def _check_input(x: torch.Tensor, shape: tuple[int, ...], who: str) -> None:
@@ -190,6 +195,7 @@ class MLPDecoder(nn.Module):
         min_std: float = 5e-4,
     ):
         super().__init__()
+        _check_dim(latent_dim)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         self.latent_dim = latent_dim
@@ -235,7 +241,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
             raise ValueError(f"image_size must be an integer of at least 4, got {image_size!r}")
-        self.latent_dim = latent_dim
+        self.latent_dim = _check_dim(latent_dim)
         self.in_shape = (1, image_size, image_size)
         side = (image_size - 2) // 2 + 1  # each 4x4 stride-2 convolution with padding 1
         side = (side - 2) // 2 + 1
@@ -270,7 +276,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, hidden: int = 1024):
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim = _check_dim(latent_dim)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, hidden),
             nn.ReLU(),
@@ -302,6 +308,9 @@ def build_vae(architecture: str, latent_dim: int, deterministic: bool = False) -
     Returns:
         a ``VAE`` with a standard normal prior, on the CPU (move it with ``.to(device)``).
     """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    _check_dim(latent_dim)
     if architecture == "toy":
         return VAE(
             MLPEncoder((1,), latent_dim, deterministic=deterministic),

@@ -9,9 +9,11 @@ and ``python -m infovae reproduce <name>`` call the same function.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,24 +60,52 @@ def cache_digest(description: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# The modules whose code determines a trained model's weights (read by code_fingerprint).
+WEIGHT_MODULES: tuple[str, ...] = (
+    "data.py", "divergences.py", "networks.py", "objective.py", "pixelcnn.py", "precision.py", "train.py", "vae.py",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> dict[str, str]:
+    """The package version, a SHA-256 of the source of ``WEIGHT_MODULES`` and torch's version.
+
+    Part of every trained-model cache key, so a change to the networks', the objective's or the
+    trainer's code (or another torch) trains again instead of serving an old model.
+    """
+    from .. import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in WEIGHT_MODULES:
+        h.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return {"infovae": __version__, "source": h.hexdigest()[:16], "torch": torch.__version__}
+
+
 def trained_model_path(folder: str, stem: str, description: dict[str, Any]) -> Path:
     """Where a trained model of an experiment is cached: ``<cache>/<folder>/<stem>-<digest>.pt``.
 
     ``description`` holds everything that determines the trained weights (model, sizes,
-    optimiser, data, seed and a version number), so a change of any of them is a new file;
-    ``<cache>`` is ``iv.data.cache_dir()`` (``$XDG_CACHE_HOME/infovae`` or ``~/.cache/infovae``).
+    optimiser, data, seed and a version number), and :func:`code_fingerprint` is added to it,
+    so a change of any of them, or of the code, is a new file; ``<cache>`` is
+    ``iv.data.cache_dir()`` (``$XDG_CACHE_HOME/infovae`` or ``~/.cache/infovae``).
     """
-    return cache_dir() / folder / f"{stem}-{cache_digest(description)}.pt"
+    return cache_dir() / folder / f"{stem}-{cache_digest({**description, 'code': code_fingerprint()})}.pt"
 
 
 def load_trained_model(path: Path, model: nn.Module, device: torch.device | str) -> dict | None:
     """Load the weights cached at ``path`` into ``model`` (weights only) and return the training
-    history saved with them, or ``None`` when nothing is cached there."""
+    history saved with them, or ``None`` when nothing usable is cached there: a corrupt or
+    incompatible file is named in a warning (and the caller trains again)."""
     if not path.is_file():
         return None
-    state = load_checkpoint(path, map_location=device)
-    model.load_state_dict(state["model"])
-    return state["history"]
+    try:
+        state = load_checkpoint(path, map_location=device)
+        model.load_state_dict(state["model"])
+        return state["history"]
+    except (ValueError, RuntimeError, KeyError) as err:
+        warnings.warn(f"the cached model {path} is unusable ({str(err)[:200]}); training it again", stacklevel=2)
+        return None
 
 
 def save_trained_model(path: Path, model: nn.Module, history: dict, **extra: Any) -> None:
