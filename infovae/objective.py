@@ -199,6 +199,8 @@ class InfoVAELoss(nn.Module):
             self._critic_kwargs["gp_weight"] = gp_weight
         self.critic: nn.Module | None = None
         self._prior: Distribution | None = None
+        if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1):
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         if latent_dim is not None and self.has_auxiliary:
             self._build_critic(latent_dim, None, None)
 

@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -211,6 +212,18 @@ def as_prior_module(prior: nn.Module | Distribution | None, latent_dim: int | No
     raise TypeError(f"prior must be None, a torch Distribution or an nn.Module, got {type(prior).__name__}")
 
 
+def _call(network: nn.Module, t: torch.Tensor, who: str, name: str) -> Any:
+    """``network(t)``, with a shape mismatch inside it reported with the input's shape."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    try:
+        return network(t)
+    except RuntimeError as err:
+        if re.search(r"shape|size|dimension", str(err)):
+            raise ValueError(f"the {who} failed on {name} of shape {_shape(t.shape)}: {err}") from err
+        raise
+
+
 def _declared_dim(module: nn.Module) -> int | None:
     """``module.latent_dim``, or the one value of ``latent_dim`` among its submodules."""
     dim = getattr(module, "latent_dim", None)
@@ -283,11 +296,11 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(z|x) for a batch ``x``; checks its shapes against the model's latent dimension."""
-        return check_encoder_output(self.encoder(x), x, self.latent_dim)
+        return check_encoder_output(_call(self.encoder, x, "encoder", "x"), x, self.latent_dim)
 
     def decode(self, z: torch.Tensor) -> Distribution:
         """p(x|z) for a batch of codes ``z [B, dim]``."""
-        px = self.decoder(z)
+        px = _call(self.decoder, z, "decoder", "z")
         if not isinstance(px, Distribution):
             raise TypeError(f"the decoder must return a torch Distribution, got {type(px).__name__}")
         return px
