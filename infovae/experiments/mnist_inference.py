@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from ..data import load_mnist, training_subset
 from ..divergences import mmd, squared_distances
 from ..metrics import full_batch_mmd, log_det_covariance
+from ..metrics.latent import mixture_log_density
 from ..networks import ConvDecoder, ConvEncoder
 from ..objective import InfoVAELoss
 from ..runtime import get_device
@@ -202,15 +203,6 @@ def aggregate_posterior(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torc
     """Means and standard deviations ``[n, dim]`` of q(z|x_i): q(z) is their equal mixture."""
     qs = [model.encode(xb) for xb in x.split(1000)]
     return torch.cat([q.mean for q in qs]), torch.cat([q.stddev for q in qs])
-
-
-def mixture_log_density(z: torch.Tensor, means: torch.Tensor, stds: torch.Tensor) -> torch.Tensor:
-    """log q(z) at points ``z [m, dim]`` for the equal mixture of N(means_i, diag stds_i^2)."""
-    out = []
-    for zb in z.split(256):
-        comps = torch.distributions.Normal(means, stds).log_prob(zb[:, None, :]).sum(-1)  # [b, n]
-        out.append(comps.logsumexp(1) - math.log(len(means)))
-    return torch.cat(out)
 
 
 def aggregate_kl(means: torch.Tensor, stds: torch.Tensor, num_samples: int, generator: torch.Generator) -> float:

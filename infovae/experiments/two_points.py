@@ -28,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..data import two_point_data
+from ..metrics.latent import mixture_log_density
 from ..networks import build_vae
 from ..objective import InfoVAELoss
 from ..runtime import get_device
@@ -93,13 +94,6 @@ def posteriors(model: VAE) -> tuple[torch.Tensor, torch.Tensor]:
     return qz.mean[:, 0].double().cpu(), qz.stddev[:, 0].double().cpu()
 
 
-def _mixture_log_density(z: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
-    """log of the equal-weight mixture of N(means_i, stds_i^2) at the points ``z``."""
-    comps = -0.5 * ((z[..., None] - means) / stds) ** 2 - np.log(stds * math.sqrt(2 * math.pi))
-    top = comps.max(-1, keepdims=True)
-    return (top + np.log(np.exp(comps - top).mean(-1, keepdims=True)))[..., 0]
-
-
 def mixture_kl_to_standard_normal(means, stds, nodes: int = 300) -> float:
     """KL(q || N(0, 1)) for q the equal-weight mixture of N(means_i, stds_i^2), 1-dim.
 
@@ -111,7 +105,9 @@ def mixture_kl_to_standard_normal(means, stds, nodes: int = 300) -> float:
     t, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / math.sqrt(2 * math.pi)
     z = means[:, None] + stds[:, None] * t  # [components, nodes]
-    log_ratio = _mixture_log_density(z, means, stds) - (-0.5 * z**2 - 0.5 * math.log(2 * math.pi))
+    log_q = mixture_log_density(torch.from_numpy(z.reshape(-1, 1)), torch.from_numpy(means[:, None]),
+                                torch.from_numpy(stds[:, None])).numpy().reshape(z.shape)
+    log_ratio = log_q - (-0.5 * z**2 - 0.5 * math.log(2 * math.pi))
     return float((log_ratio @ w).mean())
 
 

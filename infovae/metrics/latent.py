@@ -50,6 +50,19 @@ def _check_codes(z: torch.Tensor, min_rows: int = 1) -> torch.Tensor:
     return z
 
 
+def mixture_log_density(z: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """log q(z) at points ``z [m, dim]`` for the equal mixture q(z) = (1/n) sum_i N(means_i, diag stds_i^2).
+
+    The aggregate posterior of a Gaussian encoder over n images (``means``, ``stds`` ``[n, dim]``),
+    evaluated exactly by a log-sum-exp over the components, ``block`` points at a time.
+    """
+    out = []
+    for zb in z.split(block):
+        comps = torch.distributions.Normal(means, stds).log_prob(zb[:, None, :]).sum(-1)  # [b, n]
+        out.append(comps.logsumexp(1) - math.log(len(means)))
+    return torch.cat(out)
+
+
 @torch.inference_mode()
 def encode_codes(
     model: nn.Module, x: torch.Tensor, *, sample: bool = True, batch_size: int = 1000
