@@ -113,6 +113,17 @@ def _is_standard_normal(prior: Distribution) -> bool:
     )
 
 
+def prior_score(prior: Distribution, z: Tensor) -> Tensor | None:
+    """grad_z log p(z) at the codes ``z`` (treated as constants), or ``None`` for N(0, I),
+    whose score -z the Stein functions of ``infovae.divergences`` use by default."""
+    if _is_standard_normal(prior):
+        return None
+    zd = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (score,) = torch.autograd.grad(prior.log_prob(zd).sum(), zd)
+    return score
+
+
 class InfoVAELoss(nn.Module):
     """Eq. (6): the InfoVAE objective in nats per image, called as ``loss_fn(model, x)``.
 
@@ -344,12 +355,7 @@ class InfoVAELoss(nn.Module):
             w = self._prior_samples(self.num_prior_samples, z)
             return mmd(z, w, self.kernel, self.bandwidth, self.estimator)
         if self.divergence == "stein":
-            score = None
-            if not _is_standard_normal(prior):
-                zd = z.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    (score,) = torch.autograd.grad(prior.log_prob(zd).sum(), zd)
-            return stein_loss(z, score, self.bandwidth)
+            return stein_loss(z, prior_score(prior, z), self.bandwidth)
         critic = self._get_critic(z)
         return critic(z, self._prior_samples(self.num_prior_samples, z))
 

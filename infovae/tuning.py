@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import trange
 
 from .divergences import kernel_stein_discrepancy
-from .objective import InfoVAELoss, InfoVAEOutput
+from .objective import InfoVAELoss, InfoVAEOutput, prior_score
 
 MEASURABLE: tuple[str, ...] = ("mmd", "stein")
 
@@ -70,14 +70,6 @@ def _positive_int(name: str, value: int, minimum: int) -> int:
     return value
 
 
-def _prior_score(model: nn.Module, z: Tensor) -> Tensor:
-    """grad_z log p(z) of the model's prior at the codes ``z``."""
-    z = z.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (score,) = torch.autograd.grad(model.prior().log_prob(z).sum(), z)
-    return score
-
-
 def _measure(model: nn.Module, loss_fn: InfoVAELoss, x: Tensor, repeats: int, divergence: str) -> tuple[Tensor, Tensor]:
     rec, div = [], []
     with torch.no_grad():
@@ -87,7 +79,7 @@ def _measure(model: nn.Module, loss_fn: InfoVAELoss, x: Tensor, repeats: int, di
             if divergence == "mmd":
                 div.append(out.divergence)
             else:
-                div.append(kernel_stein_discrepancy(out.z, _prior_score(model, out.z), loss_fn.bandwidth))
+                div.append(kernel_stein_discrepancy(out.z, prior_score(model.prior(), out.z), loss_fn.bandwidth))
     return torch.stack(rec).double(), torch.stack(div).double()
 
 
