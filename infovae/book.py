@@ -5,6 +5,10 @@ it with the MyST role ``{glue:text}`name:.3f` `` (Jupyter Book inserts it at bui
 time); the text never types a computed number by hand. It writes the same display data as
 ``myst_nb.glue`` without needing myst-nb at run time (so Colab runs need nothing extra).
 
+``table(rows, columns)`` shows a results table that renders as a real table both in Jupyter
+and in the HTML book (the book parses ``text/markdown`` outputs as MyST), and
+``figure(name, fig)`` glues a matplotlib figure for a numbered ``{glue:figure}`` caption.
+
 ``Chapter`` records how a chapter was executed: profile, device, package versions and
 wall time, shown at the end of every chapter.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
@@ -37,6 +41,66 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
     ipy_display({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
     return value
+
+
+Format = Union[str, Callable[[Any], str]]
+
+
+def _cell(value: Any, fmt: Format) -> str:
+    if value is None:
+        text = "-"
+    elif isinstance(value, float) or (hasattr(value, "item") and not isinstance(value, (str, int))):
+        value = float(value)
+        text = fmt(value) if callable(fmt) else fmt.format(value)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(
+    rows: Mapping[str, Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    fmt: Format | Mapping[str, Format] = "{:.3g}",
+    index: str = "",
+):
+    """A results table that renders as a table in Jupyter, in Colab and in the HTML book.
+
+    Args:
+        rows: one entry per table row, ``{row label: {column: value}}``; a missing or ``None``
+            value shows as "-".
+        columns: the columns to show, in order (default: every column of the first row).
+        fmt: how floats are written: a format string (``"{:.2f}"``), a function, or a dict
+            of either per column (columns not in it use ``"{:.3g}"``). Other values use ``str``.
+        index: the heading of the row-label column.
+
+    Returns:
+        An ``IPython.display.Markdown`` pipe table (``|`` inside cells escaped). Show it with
+        ``display(table(...))`` or as the last expression of a cell.
+    """
+    from IPython.display import Markdown
+
+    if not rows:
+        raise ValueError("table: rows is empty")
+    columns = list(columns if columns is not None else next(iter(rows.values())).keys())
+    formats = {c: (fmt.get(c, "{:.3g}") if isinstance(fmt, Mapping) else fmt) for c in columns}
+    line = lambda cells: "| " + " | ".join(cells) + " |"
+    lines = [line([_cell(index, "")] + [_cell(c, "") for c in columns]), line(["---"] * (len(columns) + 1))]
+    for label, row in rows.items():
+        lines.append(line([_cell(label, "")] + [_cell(row.get(c), formats[c]) for c in columns]))
+    return Markdown("\n".join(lines))
+
+
+def figure(name: str, fig: Any) -> None:
+    """Show a matplotlib figure in the notebook and glue it for a numbered caption in the book.
+
+    The prose shows it with ``{glue:figure}`` and a caption (``:name:`` makes it numbered and
+    referable); tag the cell ``remove-output`` so the HTML shows the figure once, captioned.
+    The figure is closed, so the inline backend does not show it a second time.
+    """
+    import matplotlib.pyplot as plt
+
+    glue(name, fig, display=True)
+    plt.close(fig)
 
 
 @dataclass

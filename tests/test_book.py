@@ -1,5 +1,7 @@
 """The book: committed chapters are clean, it builds with warnings as errors, and a real
-browser shows typeset math and loaded figures (MathJax and widget scripts served locally)."""
+browser shows typeset math and loaded figures (MathJax and widget scripts served locally),
+and what a reader sees at 1280 px: real tables, equations that fit their column, every
+reference word once, no echoed bare values, figures at 60% or more of their natural width."""
 
 import functools
 import http.server
@@ -72,6 +74,31 @@ def test_the_book_builds_without_warnings(built_book):
             assert html.count('class="pasted-') >= roles, path.stem
 
 
+def _drop_integrity(html: str, cdn: str) -> str:
+    """Remove the integrity attribute of every tag that loads ``cdn``, wherever it stands in the tag."""
+    def clean(tag: re.Match) -> str:
+        return re.sub(r'\s+integrity="[^"]*"', "", tag.group(0)) if cdn in tag.group(0) else tag.group(0)
+    return re.sub(r"<(script|link)\b[^>]*>", clean, html)
+
+
+def test_results_table_is_a_pipe_table_with_escaped_cells():
+    from infovae.book import table
+
+    text = table({"ELBO": {"NLL, q(z|x)": 102.4049, "n": 3}, "MMD|VAE": {"NLL, q(z|x)": None}},
+                 fmt={"NLL, q(z|x)": "{:.2f}"}, index="model").data.splitlines()
+    assert text == ["| model | NLL, q(z\\|x) | n |", "| --- | --- | --- |",
+                    "| ELBO | 102.40 | 3 |", "| MMD\\|VAE | - | - |"]
+    # every row has as many cells as the header (a raw "|" inside a cell would add one)
+    assert len({len(re.findall(r"(?<!\\)\|", line)) for line in text}) == 1
+
+
+def test_integrity_is_dropped_before_or_after_src():
+    cdn = "https://cdn.example/x.js"
+    for tag in (f'<script integrity="sha256-a" src="{cdn}"></script>', f'<script src="{cdn}" integrity="sha256-a"></script>'):
+        assert "integrity" not in _drop_integrity(tag, cdn)
+    assert "integrity" in _drop_integrity('<script integrity="sha256-a" src="other.js"></script>', cdn)
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the built book, with CDN script addresses rewritten to local npm copies."""
 
@@ -90,8 +117,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             html = local.read_text()
             for cdn, mine in CDN_TO_LOCAL.items():
                 # a local copy is not byte-identical to the CDN's file: drop its integrity hash
-                html = re.sub(r'(src="' + re.escape(cdn) + r'[^"]*")\s+integrity="[^"]*"', r"\1", html)
-                html = html.replace(cdn, mine)
+                html = _drop_integrity(html, cdn).replace(cdn, mine)
             body = html.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -117,7 +143,8 @@ def browser(built_book):
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1600"):
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--window-size=1280,1600"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_script_timeout(60)
@@ -132,31 +159,7 @@ def browser(built_book):
 def test_page_renders_typeset_math_and_loaded_figures(browser, built_book, page):
     source = (built_book / f"{page}.html").read_text()
     browser.get(f"{browser.base_url}/{page}.html")
-    state = browser.execute_async_script(
-        """
-        const done = arguments[arguments.length - 1];
-        const images = () => [...document.images].map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}));
-        const report = (mathErr) => done({
-            math: document.querySelectorAll('mjx-container').length,
-            mathErrors: document.querySelectorAll('mjx-merror').length,
-            mathErr: mathErr, images: images(), text: proseText()});
-        const proseText = () => {  // the page's text outside code blocks
-            const copy = document.body.cloneNode(true);
-            copy.querySelectorAll('pre, code, .highlight, .cell_output').forEach(e => e.remove());
-            return copy.textContent;
-        };
-        const start = Date.now();
-        (function wait() {
-            const allLoaded = [...document.images].every(i => i.complete);
-            if (window.MathJax && MathJax.startup && MathJax.startup.promise && allLoaded) {
-                MathJax.startup.promise.then(() => report(null), e => report(String(e)));
-            } else if (!document.querySelector('script[src*="tex-mml-chtml"]') && allLoaded) {
-                report(null);
-            } else if (Date.now() - start > 30000) { report('timeout waiting for MathJax'); }
-            else { setTimeout(wait, 100); }
-        })();
-        """
-    )
+    state = browser.execute_async_script(PAGE_STATE_JS)
     assert state["mathErr"] is None, state["mathErr"]
     has_math = "tex-mml-chtml" in source and ("\\(" in source or "\\[" in source)
     if has_math:
@@ -169,6 +172,70 @@ def test_page_renders_typeset_math_and_loaded_figures(browser, built_book, page)
         assert figures, "the page's figures are missing"
     for raw in ("$$", "\\begin{", "\\frac{", "{glue:", "{eq}`", "{cite}`"):
         assert raw not in state["text"], f"raw markup {raw!r} visible on the page"
+    # what a reader sees at 1280 px
+    reader = state["reader"]
+    assert not reader["rawTables"], f"tables shown as raw pipe text: {reader['rawTables']}"
+    assert not reader["cutEquations"], f"display equations wider than the column: {reader['cutEquations']}"
+    assert not reader["doubledWords"], f"reference words written twice: {reader['doubledWords']}"
+    assert not reader["bareNumbers"], f"cells that echo a bare value: {reader['bareNumbers']}"
+    assert not reader["shrunkFigures"], f"figures shown below 60% of their natural width (name, %): {reader['shrunkFigures']}"
+    if "require.min.js" in source or "html-manager" in source:
+        assert reader["widgetScripts"], "the page's widget scripts (require.js, the widget manager) did not load"
+        assert reader["renderedViews"] >= reader["widgetViews"], "a widget output was not rendered"
+
+
+# The page's state once MathJax has typeset it: math, figures, prose text, and the reader checks.
+PAGE_STATE_JS = r"""
+const done = arguments[arguments.length - 1];
+const article = document.querySelector('article') || document.body;
+const images = () => [...document.images].map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}));
+const proseText = () => {  // the page's text outside code blocks
+    const copy = document.body.cloneNode(true);
+    copy.querySelectorAll('pre, code, .highlight, .cell_output').forEach(e => e.remove());
+    return copy.textContent;
+};
+const readerChecks = () => {
+    const words = '(?:Eqs?\\.|Equations?|Propositions?|Lemmas?|Theorems?|Definitions?|Figs?\\.|Figures?|Tables?|Sections?|Chapters?)';
+    const doubled = new RegExp('\\b' + words + '\\s+' + words + '\\s*\\(?\\d', 'g');
+    const visible = article.cloneNode(true);
+    visible.querySelectorAll('pre, code, .highlight').forEach(e => e.remove());
+    const outputs = [...article.querySelectorAll('.cell_output > *')];  // outputs are not stripped
+    const shown = o => (o.querySelector('pre') || o).textContent.trim();
+    const scalar = /^[(\[]?\s*((np\.)?(float|int)\d*\(|tensor\(|array\()?[-+0-9.eE,\s()\[\]]*$|^(True|False|None)$/;
+    return {
+        rawTables: outputs.filter(o => /^\s*\|.*\|\s*$/m.test(o.textContent)
+                                   && /\|\s*:?[-\u2013\u2014]+:?\s*\|/.test(o.textContent)).map(o => o.textContent.slice(0, 60)),
+        cutEquations: [...article.querySelectorAll('mjx-container[display="true"]')].filter(c => {
+            const box = c.closest('div.math') || c.parentElement;
+            return c.scrollWidth > c.clientWidth + 1 || box.scrollWidth > box.clientWidth + 1;
+        }).map(c => (c.closest('div.math') || c).id || c.textContent.slice(0, 40)),
+        doubledWords: visible.textContent.match(doubled) || [],
+        bareNumbers: [...article.querySelectorAll('.cell_output .output.text_plain')].map(shown)
+                         .filter(t => t && scalar.test(t)),
+        shrunkFigures: [...article.querySelectorAll('img')].filter(i => {
+            const w = i.getBoundingClientRect().width;
+            return i.naturalWidth > 0 && w > 0 && w < 0.6 * i.naturalWidth;
+        }).map(i => [i.src.split('/').pop(), Math.round(100 * i.getBoundingClientRect().width / i.naturalWidth)]),
+        widgetScripts: typeof window.require === 'function' && typeof window.require.defined === 'function',
+        widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+        renderedViews: document.querySelectorAll('.widget-subarea, .jupyter-widgets.widget-container, .jupyter-widgets-view').length,
+    };
+};
+const report = (mathErr) => done({
+    math: document.querySelectorAll('mjx-container').length,
+    mathErrors: document.querySelectorAll('mjx-merror').length,
+    mathErr: mathErr, images: images(), text: proseText(), reader: readerChecks()});
+const start = Date.now();
+(function wait() {
+    const allLoaded = [...document.images].every(i => i.complete);
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise && allLoaded) {
+        MathJax.startup.promise.then(() => setTimeout(() => report(null), 300), e => report(String(e)));
+    } else if (!document.querySelector('script[src*="tex-mml-chtml"]') && allLoaded) {
+        report(null);
+    } else if (Date.now() - start > 30000) { report('timeout waiting for MathJax'); }
+    else { setTimeout(wait, 100); }
+})();
+"""
 
 
 def _duration(seconds: float) -> str:

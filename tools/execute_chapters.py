@@ -7,12 +7,15 @@ Each notebook runs in a fresh kernel from its own folder with INFOVAE_PROFILE se
 cell stops the run with the error and leaves the committed notebook untouched. Outputs are
 cleaned before writing: machine paths (the repository, the home folder, the Python
 prefix, temporary folders) are replaced by neutral names, and per-cell execution
-timestamps are dropped so that re-running changes only what really changed.
+timestamps are dropped so that re-running changes only what really changed. Progress bars
+(tqdm's widgets) are dropped with their widget state: a finished bar tells a reader nothing
+and would leave blank space in the HTML; other widgets (chapter 10's explorer) keep theirs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -81,6 +84,48 @@ def sanitize(nb: nbformat.NotebookNode) -> int:
     return edits
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _is_progress_bar(out: dict, state: dict) -> bool:
+    """A widget output whose view is (a box around) a progress bar, as tqdm.auto draws it."""
+    model = out.get("data", {}).get(WIDGET_VIEW, {}).get("model_id")
+    if model is None:
+        return False
+    if re.search(r"\d+/\d+ \[|it/s\]|s/it\]", str(out.get("data", {}).get("text/plain", ""))):
+        return True
+    children = state.get(model, {}).get("state", {}).get("children", [])
+    ids = [model] + [c.split("IPY_MODEL_")[-1] for c in children if isinstance(c, str)]
+    return any(state.get(i, {}).get("model_name") in ("FloatProgressModel", "IntProgressModel") for i in ids)
+
+
+def strip_progress_bars(nb: nbformat.NotebookNode) -> int:
+    """Drop progress-bar widget outputs and every widget model no remaining output uses; returns #outputs dropped."""
+    widgets = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {})
+    state = widgets.get("state", {})
+    dropped = 0
+    for cell in nb.cells:
+        outputs = cell.get("outputs", [])
+        kept = [o for o in outputs if not _is_progress_bar(o, state)]
+        dropped += len(outputs) - len(kept)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    used, todo = set(), [o["data"][WIDGET_VIEW]["model_id"] for c in nb.cells for o in c.get("outputs", [])
+                         if WIDGET_VIEW in o.get("data", {})]
+    while todo:  # every model reachable from a remaining view (children, layout, style, ...)
+        model = todo.pop()
+        if model in used or model not in state:
+            continue
+        used.add(model)
+        todo += re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[model].get("state", {})))
+    if used:
+        widgets["state"] = {k: v for k, v in state.items() if k in used}
+    else:
+        nb.metadata.pop("widgets", None)
+    return dropped
+
+
 def execute(path: Path, profile: str) -> float:
     """Run one notebook in place; returns its wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -102,6 +147,7 @@ def execute(path: Path, profile: str) -> float:
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         raise RuntimeError(f"{path}: {len(errors)} error output(s)")
+    strip_progress_bars(nb)
     sanitize(nb)
     nbformat.write(nb, path)
     return wall
@@ -110,10 +156,19 @@ def execute(path: Path, profile: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="chapters to run (default: every chapter of _toc.yml)")
+    parser.add_argument("--strip-only", action="store_true", help="only drop progress bars and clean paths (no execution)")
     parser.add_argument("--profile", default="book", choices=["quick", "book", "paper"], help="INFOVAE_PROFILE for the run")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or toc_notebooks()
     total = 0.0
+    if args.strip_only:
+        for path in notebooks:
+            nb = nbformat.read(path, as_version=4)
+            dropped = strip_progress_bars(nb)
+            sanitize(nb)
+            nbformat.write(nb, path)
+            print(f"{path.relative_to(ROOT)}: {dropped} progress bar(s) dropped")
+        return 0
     for path in notebooks:
         print(f"executing {path.relative_to(ROOT)} (profile {args.profile}) ...", flush=True)
         try:
