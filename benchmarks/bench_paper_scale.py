@@ -10,8 +10,9 @@ it follows any change of a profile's setup. For each model it records
   ``Trainer`` runs of ``--steps`` and ``3 * --steps`` steps divided by ``2 * --steps``, after
   a warm-up run, the smaller of two repeats (set-up and the first, slower steps cancel);
 * ``flops_per_step``: floating-point operations of one training step (forward, backward,
-  counted by ``torch.utils.flop_counter.FlopCounterMode``: matrix products and convolutions,
-  which is where the time of these networks goes);
+  counted with the FLOP formulas of ``torch.utils.flop_counter``, those of its
+  ``FlopCounterMode``: matrix products and convolutions, where these networks spend their
+  time; the mode itself cannot run a WGAN-GP step, whose gradient penalty differentiates twice);
 * ``ops_per_step``: the tensor operations of one step that launch work (views excluded): on
   a GPU each is at least one kernel launch, whose fixed cost dominates small models;
 
@@ -49,7 +50,7 @@ from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import flop_registry
 
 import infovae as iv
 from infovae.experiments import flexible_decoders, log_likelihood, mnist_inference, pixelcnn_models, two_points
@@ -112,14 +113,21 @@ def jobs_for_profile(profile: str, data_images: int = 10_000) -> list[Job]:
         dim = c6.focus_dim
         return Job("fig6", label, lambda: pixelcnn_models.build_model(name, dim, setup),
                    lambda: pixelcnn_models.make_loss(name, dim, setup), x, setup.batch_size, setup.iterations, models,
-                   dict(optimizer="rmsprop", lr=setup.lr, clip="value", clip_value=setup.clip_value, binarize="stochastic"))
+                   dict(optimizer="rmsprop", lr=setup.lr, clip="value", clip_value=setup.clip_value, binarize="stochastic",
+                        precision=getattr(setup, "precision", "fp32")))
 
+    # every model at every latent dim, and again at focus_dim for each further seed of focus_seeds
+    seeds = getattr(c6, "focus_seeds", (c6.setup.seed,))
+    extra_seeds = sum(seed != c6.setup.seed for seed in seeds)
     for name in c6.models:
-        jobs.append(pixelcnn_job(name, name, c6.setup, len(c6.latent_dims)))
-    if c6.stronger_decoder is not None and "elbo" in c6.models:
+        jobs.append(pixelcnn_job(name, name, c6.setup, len(c6.latent_dims) + extra_seeds))
+    authors = getattr(pixelcnn_models, "AUTHORS_ELBO", None)
+    if authors and getattr(c6, "authors_weighting", False) and "elbo" in c6.models:
+        jobs.append(pixelcnn_job(authors, authors, c6.setup, len(seeds)))
+    if getattr(c6, "stronger_decoder", None) is not None and "elbo" in c6.models:
         layers, channels = c6.stronger_decoder
         jobs.append(pixelcnn_job("elbo", f"elbo {layers}x{channels}", replace(c6.setup, layers=layers, channels=channels), 1))
-    if c6.longer_training is not None and "elbo" in c6.models:
+    if getattr(c6, "longer_training", None) is not None and "elbo" in c6.models:
         jobs.append(pixelcnn_job("elbo", "elbo longer", replace(c6.setup, iterations=c6.longer_training), 1))
     # Table 1 trains the same models as Fig. 6 (its 5-dim models are Fig. 6's when the setups agree)
     return jobs
@@ -142,17 +150,29 @@ def seconds_per_step(job: Job, steps: int, device: torch.device) -> float:
     return min(max(timed(3 * steps) - timed(steps), 1e-9) / (2 * steps) for _ in range(2))
 
 
-class _OpCounter(TorchDispatchMode):
-    """Counts the tensor operations that launch work (views and metadata-only ops excluded)."""
+class _StepCounter(TorchDispatchMode):
+    """Counts FLOPs (``torch.utils.flop_counter``'s formulas) and the tensor operations that
+    launch work (views and metadata-only operations excluded)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.count = 0
+        self.flops = 0
+        self.ops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not getattr(func, "is_view", False) and func.overloadpacket.__name__ not in ("detach", "empty", "empty_strided"):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        if packet not in flop_registry and func is not torch.ops.prim.device.default:
+            with self:  # composite operations (conv2d, linear) reach here undecomposed without autograd
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
+        if packet in flop_registry:
+            self.flops += flop_registry[packet](*args, **kwargs, out_val=out)
+        if not getattr(func, "is_view", False) and packet.__name__ not in ("detach", "empty", "empty_strided"):
+            self.ops += 1
+        return out
 
 
 def step_cost(job: Job, device: torch.device) -> tuple[float, int]:
@@ -164,10 +184,10 @@ def step_cost(job: Job, device: torch.device) -> tuple[float, int]:
 
 
 def _counted(fn: Callable[[], object]) -> tuple[float, int]:
-    flops, ops = FlopCounterMode(display=False), _OpCounter()
-    with flops, ops:
+    counter = _StepCounter()
+    with counter:
         fn()
-    return float(flops.get_total_flops()), ops.count
+    return float(counter.flops), counter.ops
 
 
 def _synchronize(device: torch.device) -> None:
