@@ -7,13 +7,14 @@
 
 from collections.abc import Callable
 
-from . import flexible_decoders, log_likelihood, mnist_inference, two_points
+from . import flexible_decoders, information_preference, log_likelihood, mnist_inference, two_points
 from .base import Outcome
 
 EXPERIMENTS: dict[str, Callable[..., Outcome]] = {
     "fig1": two_points.run,
     "fig2-5": mnist_inference.run,
     "fig6": flexible_decoders.run,
+    "information-preference": information_preference.run,
     "table1": log_likelihood.run,
 }
 
