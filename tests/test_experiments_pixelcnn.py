@@ -68,7 +68,7 @@ def test_paper_profile_is_spec_section_4():
     table1 = LogLikelihoodConfig.for_profile("paper")
     assert table1.setup == s  # the same models as Fig. 6
     assert (table1.latent_dim, table1.num_samples, table1.num_test) == (5, 5000, 10_000)
-    assert table1.models == ("elbo", "mmd", "stein", "adversarial")
+    assert table1.models == ("elbo", "mmd", "stein", "adversarial", "elbo-authors")  # Table 1 and the authors' ELBO
 
 
 def test_paper_values_are_spec_section_5():
@@ -156,20 +156,27 @@ def test_fig6_tiny_run(cache_dir):
 
 
 def test_table1_tiny_run(cache_dir):
-    config = LogLikelihoodConfig(latent_dim=2, models=("elbo", "mmd"), setup=TINY, num_test=6, num_samples=4, num_prior_samples=4)
+    config = LogLikelihoodConfig(latent_dim=2, models=("elbo", "mmd", "elbo-authors"), setup=TINY, seeds=(0, 1), num_test=6,
+                                 num_samples=4, num_prior_samples=4, convergence_ks=(4, 8), convergence_images=3)
     outcome = run_table1(config, progress=False)
     json.dumps(outcome.to_json())
     results = outcome.results
-    assert sorted(results["ranking"]) == ["elbo", "mmd"]
+    assert results["num_test"] == 6
+    assert sorted(results["ranking"]) == ["elbo", "mmd"]  # Table 1's models only
     assert results["paper_ranking"] == ["mmd", "elbo"]
-    diff = results["paired_differences"]["elbo - mmd"]
-    assert math.isclose(diff["mean"], results["best_nll"]["elbo"] - results["best_nll"]["mmd"], abs_tol=1e-5)
-    assert diff["stderr"] >= 0
-    for name in ("elbo", "mmd"):
+    assert set(results["prior_convergence"]) == {"4", "8"}
+    for name in config.models:
+        r = results["models"][name]
+        assert len(r["seeds"]) == 2 and all(v > 0 for v in r["seeds"])
+        assert math.isclose(r["nll"], sum(r["seeds"]) / 2)
+        assert math.isclose(r["stderr_seeds"], abs(r["seeds"][0] - r["seeds"][1]) / 2, abs_tol=1e-9)
+        assert r["stderr"] >= max(r["stderr_seeds"], r["stderr_within"])
         for key in ("iwae", "prior"):
-            r = results["models"][name][key]
-            assert r["nll"] > 0 and r["stderr"] >= r["stderr_images"] > 0
-        assert results["best_nll"][name] == min(results["models"][name]["iwae"]["nll"], results["models"][name]["prior"]["nll"])
+            assert r[key]["nll"] > 0 and r[key]["stderr"] >= r[key]["stderr_images"] > 0
+    diff = results["paired_differences"]["elbo - mmd"]
+    per_seed = [a - b for a, b in zip(results["models"]["elbo"]["seeds"], results["models"]["mmd"]["seeds"])]
+    assert all(math.isclose(d, e, abs_tol=1e-6) for d, e in zip(diff["per_seed"], per_seed))
+    assert math.isclose(diff["nll"], sum(per_seed) / 2, abs_tol=1e-6) and diff["stderr"] >= 0
 
 
 def test_negative_log_likelihood_aggregates_per_image_estimates():

@@ -18,7 +18,7 @@ def cache_dir(tmp_path, monkeypatch):
 
 TINY = ip.PreferenceConfig(
     layers=2, channels=4, encoder_hidden=16, pretrain_steps=3, steps=4, batch_size=20, seeds=(0, 1),
-    objectives=ip.OBJECTIVES, sweep_layers=(1,), num_info_images=30, svm_pool=120, svm_test=40, num_labels=100,
+    objectives=ip.OBJECTIVES, sweep_layers=(1,), betas=(3.0,), num_info_images=30, svm_pool=120, svm_test=40, num_labels=100,
     svm_draws=1, precision="fp32",
 )
 
@@ -36,8 +36,11 @@ def test_objectives_have_their_weights():
     mmd = ip.make_loss("mmd", TINY)
     assert (mmd.kl_weight, mmd.divergence_weight, mmd.divergence) == (0.0, 1000.0, "mmd")
     assert ip.make_loss("elbo-authors", TINY).kl_weight == pytest.approx(196 / 5)  # 14 x 14 pixels, d = 5
+    assert ip.make_loss("beta", TINY, beta=2.0).kl_weight == 2.0
     with pytest.raises(ValueError, match="unknown objective"):
         ip.make_loss("vae", TINY)
+    with pytest.raises(ValueError, match="needs a beta"):
+        ip.make_loss("beta", TINY)
     with pytest.raises(ValueError, match="objectives"):
         ip.PreferenceConfig(objectives=("elbo", "gan"))
 
@@ -58,7 +61,8 @@ def test_tiny_run(cache_dir):
     json.dumps(outcome.to_json())
     results = outcome.results
     runs = results["runs"]
-    assert len(runs) == 2 * len(ip.OBJECTIVES) + 2  # every objective per seed, and the sweep's two runs
+    assert len(runs) == 2 * len(ip.OBJECTIVES) + 1 + 2 + 1  # per seed; the cold start; the depth and beta sweeps
+    assert [b for b, _ in ip.beta_points(results, TINY)] == [1.0, 3.0, 196 / 5]
     for r in runs:
         assert set(ip.METRICS) <= set(r)
         assert r["kl"] >= 0 and 0 <= r["svm_error"] <= 1 and r["test_nll_bound"] > 0
@@ -69,4 +73,4 @@ def test_tiny_run(cache_dir):
         s = results["summary"][objective]["kl"]
         assert math.isclose(s["mean"], sum(values) / 2) and math.isclose(s["se"], abs(values[0] - values[1]) / 2, abs_tol=1e-12)
     assert results["epochs"] == TINY.steps * TINY.batch_size / 50_000
-    assert set(outcome.figures) == {"preference", "sweep"}
+    assert set(outcome.figures) == {"preference", "sweep", "betas"}

@@ -15,11 +15,12 @@ spot) as decoder and the batch-normalized convolutional encoder:
    * ``"mmd"``: MMD-VAE with alpha = 1, lambda = ``lam`` (1000, as the paper);
    * ``"elbo-authors"``: the ELBO with the authors' per-pixel weighting (beta = pixels/d,
      ``InfoVAELoss.authors_weighting``);
-   * ``"elbo-cold"``: the literal ELBO from a fresh decoder (no step 1): does the warm
-     start decide the outcome, or the objective?
-
-   over ``seeds``; and a decoder-strength sweep: ``"elbo"`` and ``"mmd"`` with decoders of
-   ``sweep_layers`` gated layers (seed 0), the receptive field growing with the depth.
+   over ``seeds``; and, for the first seed, ``"elbo-cold"``: the literal ELBO from a fresh
+   decoder (no step 1): does the warm start decide the outcome, or the objective?
+   Then a decoder-strength sweep: ``"elbo"`` and ``"mmd"`` with decoders of
+   ``sweep_layers`` gated layers (first seed), the receptive field growing with the depth;
+   and a weight sweep: ``"beta"``, the ELBO with its KL term weighted by each of ``betas``
+   (first seed), between the literal ELBO (beta = 1) and the authors' weighting.
 
 Every run is measured on held-out images: ``kl`` (E KL(q(z|x)||p(z)), nats), the mutual
 information ``mutual_information`` I_q(x; z) over ``num_info_images`` test images (at most
@@ -53,7 +54,7 @@ from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
 from .base import Outcome, config_for_profile, load_trained_model, resolve_config, save_trained_model, trained_model_path
 
-OBJECTIVES: tuple[str, ...] = ("elbo", "mmd", "elbo-authors", "elbo-cold")
+OBJECTIVES: tuple[str, ...] = ("elbo", "mmd", "elbo-authors")
 LABELS: dict[str, str] = {
     "elbo": "ELBO (Eq. 6, warm decoder)",
     "mmd": "MMD-VAE (alpha = 1, warm decoder)",
@@ -79,8 +80,10 @@ class PreferenceConfig:
         lam: lambda of MMD-VAE (alpha = 1).
         seeds: training seeds of the main comparison.
         objectives: which of ``OBJECTIVES`` to run over ``seeds``.
+        cold_start: also train the literal ELBO from a fresh decoder (first seed).
         sweep_layers: decoder depths of the strength sweep (ELBO and MMD-VAE, first seed);
             the main depth ``layers`` is included from the main comparison.
+        betas: KL weights of the weight sweep (the ELBO with beta x KL, first seed).
         num_info_images: test images for I_q(x; z), the shuffled codes and the -ELBO.
         svm_pool, svm_test, num_labels, svm_draws: the semi-supervised SVM (panel E's metric).
         precision: training precision (``"auto"``: bf16 where the hardware has it).
@@ -98,7 +101,9 @@ class PreferenceConfig:
     lam: float = 1000.0
     seeds: tuple[int, ...] = (0, 1, 2)
     objectives: tuple[str, ...] = OBJECTIVES
-    sweep_layers: tuple[int, ...] = (1, 2, 4)
+    cold_start: bool = True
+    sweep_layers: tuple[int, ...] = (1, 3)
+    betas: tuple[float, ...] = (1.5, 2.0, 4.0)
     num_info_images: int = 1000
     svm_pool: int = 5000
     svm_test: int = 2000
@@ -133,7 +138,8 @@ class PreferenceConfig:
         return config_for_profile(cls, profile, {
             "quick": dict(
                 layers=2, channels=8, encoder_hidden=32, pretrain_steps=30, steps=30, batch_size=50,
-                seeds=(0,), objectives=("elbo", "mmd"), sweep_layers=(1,), num_info_images=200,
+                seeds=(0,), objectives=("elbo", "mmd"), cold_start=False, sweep_layers=(1,), betas=(2.0,),
+                num_info_images=200,
                 svm_pool=300, svm_test=200, num_labels=200, svm_draws=1,
             ),
             "book": dict(),
@@ -178,15 +184,19 @@ def _description(config: PreferenceConfig, **what) -> dict:
     return {"v": CACHE_VERSION, **{k: asdict(config)[k] for k in keep}, **what}
 
 
-def make_loss(objective: str, config: PreferenceConfig) -> InfoVAELoss:
-    """The objective of a run (see the module docstring)."""
+def make_loss(objective: str, config: PreferenceConfig, beta: float | None = None) -> InfoVAELoss:
+    """The objective of a run (see the module docstring); ``"beta"`` needs ``beta``."""
+    if objective == "beta":
+        if beta is None:
+            raise ValueError("objective 'beta' needs a beta")
+        return InfoVAELoss.beta_vae(beta)
     if objective in ("elbo", "elbo-cold"):
         return InfoVAELoss.elbo()
     if objective == "mmd":
         return InfoVAELoss.mmd_vae(lam=config.lam, alpha=1.0)
     if objective == "elbo-authors":
         return InfoVAELoss.authors_weighting("elbo", config.latent_dim, num_pixels=config.image_size**2)
-    raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join((*OBJECTIVES, 'elbo-cold', 'beta'))}")
 
 
 def pretrained_decoder(
@@ -210,14 +220,17 @@ def pretrained_decoder(
 
 def train_run(
     config: PreferenceConfig, objective: str, layers: int, seed: int, x_train: torch.Tensor,
-    *, cache: bool = True, progress: bool = True,
+    *, beta: float | None = None, cache: bool = True, progress: bool = True,
 ) -> tuple[VAE, dict]:
     """Train (or load) one run; returns the model in eval mode and its loss history."""
     device = get_device()
     warm = objective != "elbo-cold"
     what = {"objective": objective, "layers": layers, "seed": seed, "steps": config.steps, "lam": config.lam,
             "pretrain_steps": config.pretrain_steps if warm else 0}
-    path = trained_model_path("information-preference", f"{objective}-l{layers}-s{seed}", _description(config, **what))
+    stem = f"{objective}-l{layers}-s{seed}"
+    if objective == "beta":
+        what["beta"], stem = beta, f"beta{beta:g}-l{layers}-s{seed}"
+    path = trained_model_path("information-preference", stem, _description(config, **what))
     torch.manual_seed(seed + 1000)
     encoder = ConvEncoder(config.latent_dim, hidden=config.encoder_hidden, batch_norm=True, min_std=1e-3,
                           std_floor="max", image_size=config.image_size)
@@ -227,7 +240,7 @@ def train_run(
     if cache and (history := load_trained_model(path, model, device)) is not None:
         return model.to(device).eval(), history
     start = time.perf_counter()
-    trainer = Trainer(model, make_loss(objective, config), x_train, _train_config(config, config.steps, seed, progress),
+    trainer = Trainer(model, make_loss(objective, config, beta), x_train, _train_config(config, config.steps, seed, progress),
                       device=device)
     history = {k: [list(s), list(v)] for k, (s, v) in trainer.run().series.items()}
     history["seconds"] = [[config.steps], [time.perf_counter() - start]]
@@ -289,19 +302,24 @@ def run(config: PreferenceConfig | str | None = None, progress: bool = True, cac
     data = load_data(config)
     runs: list[dict] = []
 
-    def one(objective: str, layers: int, seed: int) -> None:
-        model, history = train_run(config, objective, layers, seed, data["x_train"], cache=cache, progress=progress)
-        runs.append({"objective": objective, "layers": layers, "seed": seed,
+    def one(objective: str, layers: int, seed: int, beta: float | None = None) -> None:
+        model, history = train_run(config, objective, layers, seed, data["x_train"], beta=beta, cache=cache,
+                                   progress=progress)
+        runs.append({"objective": objective, "layers": layers, "seed": seed, "beta": beta,
                      "warm_start": objective != "elbo-cold", **measure(model, config, data),
                      "train_seconds": history["seconds"][1][0], "kl_history": history.get("kl")})
 
     for seed in config.seeds:
         for objective in config.objectives:
             one(objective, config.layers, seed)
+    if config.cold_start:
+        one("elbo-cold", config.layers, config.seeds[0])
     for layers in config.sweep_layers:
         if layers != config.layers:
             for objective in ("elbo", "mmd"):
                 one(objective, layers, config.seeds[0])
+    for beta in config.betas:
+        one("beta", config.layers, config.seeds[0], beta)
     main = {
         objective: {
             metric: summarize([r[metric] for r in runs if r["objective"] == objective and r["layers"] == config.layers])
@@ -317,7 +335,8 @@ def run(config: PreferenceConfig | str | None = None, progress: bool = True, cac
         "mutual_information_bound": math.log(config.num_info_images),
         "pixels": config.image_size**2,
     }
-    figures = {"preference": plot_preference(results, config), "sweep": plot_sweep(results, config)}
+    figures = {"preference": plot_preference(results, config), "sweep": plot_sweep(results, config),
+               "betas": plot_betas(results, config)}
     return Outcome("information-preference", config, results, figures, seconds=time.perf_counter() - start)
 
 
@@ -350,6 +369,36 @@ def plot_sweep(results: dict, config: PreferenceConfig) -> Figure:
     ax.set_xlabel("gated PixelCNN layers (receptive field grows with depth)")
     ax.set_ylabel("nats")
     ax.legend(fontsize=8)
+    return fig
+
+
+def beta_points(results: dict, config: PreferenceConfig) -> list[tuple[float, dict]]:
+    """(beta, run) of the first seed at the main depth: beta = 1 (the ELBO), the sweep, the authors'."""
+    seed, out = config.seeds[0], []
+    for r in results["runs"]:
+        if r["seed"] != seed or r["layers"] != config.layers:
+            continue
+        if r["objective"] == "elbo":
+            out.append((1.0, r))
+        elif r["objective"] == "beta":
+            out.append((r["beta"], r))
+        elif r["objective"] == "elbo-authors":
+            out.append((results["pixels"] / config.latent_dim, r))
+    return sorted(out, key=lambda p: p[0])
+
+
+def plot_betas(results: dict, config: PreferenceConfig) -> Figure:
+    """KL, I_q(x; z) and SVM error of the ELBO against the weight beta of its KL term."""
+    fig, (ax, ax_err) = plt.subplots(1, 2, figsize=(7, 3.2), layout="constrained")
+    pts = beta_points(results, config)
+    betas = [b for b, _ in pts]
+    ax.plot(betas, [r["kl"] for _, r in pts], "o-", label="KL(q(z|x)||p(z))")
+    ax.plot(betas, [r["mutual_information"] for _, r in pts], "s--", label="I_q(x; z)")
+    ax.set(xscale="log", xlabel="beta (1: Eq. 6; right: the authors' weighting)", ylabel="nats")
+    ax.legend(fontsize=8)
+    ax_err.plot(betas, [r["svm_error"] for _, r in pts], "o-", color="C3")
+    ax_err.axhline(0.9, color="0.5", ls=":", lw=1)
+    ax_err.set(xscale="log", xlabel="beta", ylabel="SVM error (1000 labels)", ylim=(0, 1))
     return fig
 
 

@@ -3,24 +3,30 @@
 ELBO, MMD-VAE, Stein-VAE and the adversarial model of
 ``infovae.experiments.pixelcnn_models`` with a 5-dim code are trained on dynamically
 binarized MNIST (the same training routine, and the same cached models, as Fig. 6), and
-their negative log-likelihood -log p(x) is estimated on a fixed stochastic binarization of
-the test set by importance sampling (``infovae.metrics.log_likelihood_with_error``):
+over ``seeds`` training seeds (plus the ELBO with the authors' per-pixel weighting,
+``"elbo-authors"``), and their negative log-likelihood -log p(x) is estimated on a fixed
+stochastic binarization of the test set by importance sampling
+(``infovae.metrics.log_likelihood_with_error``):
 
-* with the encoder q(z|x) as proposal (the IWAE estimator, K samples per image), the
-  paper's estimate;
-* with the prior p(z) as proposal, the cross-check (unbiased for p(x), high variance).
+* the main estimate, for every model and seed: the defensive mixture 0.5 q(z|x) + 0.5 p(z)
+  as proposal (K = ``num_samples``), robust to the narrow encoders alpha = 1 models learn;
+* for the first seed, the two classic ones: the encoder q(z|x) (the IWAE estimator, the
+  paper's) and the prior p(z) (the cross-check the paper's authors used at dim 5);
+* a convergence check of the prior estimate on ``convergence_images`` test images with
+  K = ``convergence_ks`` (MMD-VAE, first seed).
 
-Both are lower bounds of log p(x) in expectation, so the NLLs are upper bounds in
+All are lower bounds of log p(x) in expectation, so the NLLs are upper bounds in
 expectation. Each comes with two standard errors: over the test images (the sample of
-images) and the Monte Carlo error of the K samples (delta method, averaged over images).
-The paper's numbers (its Table 1) are in ``PAPER_TABLE1``.
+images) and the Monte Carlo error of the K samples (delta method, averaged over images);
+across seeds, the mean of the per-seed NLLs with a standard error that adds the spread
+over seeds. The paper's numbers (its Table 1) are in ``PAPER_TABLE1``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,7 +37,15 @@ from ..data import load_mnist
 from ..metrics import log_likelihood_with_error
 from ..runtime import get_device
 from .base import Outcome, config_for_profile, resolve_config
-from .pixelcnn_models import COLORS, LABELS, PixelCNNSetup, check_model_name, setup_for_profile, train_pixelcnn_model
+from .pixelcnn_models import (
+    AUTHORS_ELBO,
+    COLORS,
+    LABELS,
+    PixelCNNSetup,
+    check_model_name,
+    setup_for_profile,
+    train_pixelcnn_model,
+)
 
 TABLE1_MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial")
 # Table 1 of Zhao, Song & Ermon (AAAI 2019): negative log-likelihood on binarized MNIST, nats.
@@ -46,29 +60,39 @@ class LogLikelihoodConfig:
 
     Attributes:
         latent_dim: dimension of z (paper: 5).
-        models: which of ``TABLE1_MODELS`` to train and evaluate.
+        models: which of ``TABLE1_MODELS`` (and ``"elbo-authors"``) to train and evaluate.
         setup: networks and training (``PixelCNNSetup``), shared with Fig. 6.
+        seeds: training seeds of every model (``setup.seed`` replaced by each).
         num_test: test images evaluated (paper: all 10,000).
-        num_samples: K, importance samples per image with q(z|x) as proposal (paper: 5000).
+        num_samples: K of the main (mixture) estimate and of the IWAE estimate (paper: 5000).
         num_prior_samples: K with p(z) as proposal (the cross-check).
+        convergence_ks: K of the prior estimate's convergence check.
+        convergence_images: test images of that check.
         chunk_size: (image, sample) pairs per decoder call.
         seed: seed of the test binarization and of the importance samples.
     """
 
     latent_dim: int = 5
-    models: tuple[str, ...] = TABLE1_MODELS
+    models: tuple[str, ...] = (*TABLE1_MODELS, AUTHORS_ELBO)
     setup: PixelCNNSetup = field(default_factory=PixelCNNSetup)
+    seeds: tuple[int, ...] = (0, 1, 2)
     num_test: int = 10_000
     num_samples: int = 5000
     num_prior_samples: int = 5000
+    convergence_ks: tuple[int, ...] = (200, 2000, 20_000)
+    convergence_images: int = 100
     chunk_size: int = 4096
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in self.models:
             check_model_name(name)
-            if name not in TABLE1_MODELS:
-                raise ValueError(f"Table 1 has no model {name!r}; choose from {', '.join(TABLE1_MODELS)}")
+            if name not in (*TABLE1_MODELS, AUTHORS_ELBO):
+                raise ValueError(f"Table 1 has no model {name!r}; choose from {', '.join((*TABLE1_MODELS, AUTHORS_ELBO))}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if not 1 <= self.convergence_images <= self.num_test:
+            raise ValueError(f"convergence_images must be between 1 and num_test, got {self.convergence_images}")
         if not 1 <= self.num_test <= 10_000:
             raise ValueError(f"num_test must be between 1 and 10000, got {self.num_test}")
         if self.num_samples < 2 or self.num_prior_samples < 2:
@@ -79,10 +103,11 @@ class LogLikelihoodConfig:
         """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper`` (GPU)."""
         return config_for_profile(cls, profile, {
             "quick": dict(
-                setup=setup_for_profile("quick"),
-                num_test=50, num_samples=20, num_prior_samples=20,
+                setup=setup_for_profile("quick"), seeds=(0,),
+                num_test=50, num_samples=20, num_prior_samples=20, convergence_ks=(20, 200), convergence_images=5,
             ),
-            "book": dict(setup=setup_for_profile("book"), num_test=100, num_samples=50, num_prior_samples=200),
+            "book": dict(setup=setup_for_profile("book"), num_test=500, num_samples=100, num_prior_samples=200,
+                         convergence_ks=(200, 2000, 20_000), convergence_images=10),
             "paper": dict(),
         })
 
@@ -127,67 +152,100 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
     config = resolve_config(config, LogLikelihoodConfig)
     start = time.perf_counter()
     x_test = load_mnist("test", binarize="stochastic", seed=config.seed)[0][: config.num_test].to(get_device())
-    results: dict = {"models": {}, "paper": dict(PAPER_TABLE1), "references": dict(REFERENCES)}
-    best_per_image = {}
+    results: dict = {"models": {}, "paper": dict(PAPER_TABLE1), "references": dict(REFERENCES), "num_test": config.num_test}
+    per_image: dict[str, list[torch.Tensor]] = {}
+    first = config.seeds[0]
     for name in config.models:
-        model, history = train_pixelcnn_model(name, config.latent_dim, config.setup, cache=cache, progress=progress)
-        torch.manual_seed(config.seed)
-        encoder, encoder_values = negative_log_likelihood(model, x_test, config.num_samples, "encoder", config.chunk_size)
-        prior, prior_values = negative_log_likelihood(model, x_test, config.num_prior_samples, "prior", config.chunk_size)
-        best_per_image[name] = encoder_values if encoder["nll"] <= prior["nll"] else prior_values
-        results["models"][name] = {
-            "iwae": encoder,
-            "prior": prior,
-            "final_train_reconstruction": history["reconstruction"][1][-1],
-            "training_seconds": history["seconds"][1][0],
-        }
-    # each model's best estimate: both are stochastic lower bounds of log p(x), so the lower NLL is the tighter
-    best = {name: min(r["iwae"]["nll"], r["prior"]["nll"]) for name, r in results["models"].items()}
+        entry: dict = {"seeds": [], "per_seed": []}
+        per_image[name] = []
+        for seed in config.seeds:
+            model, history = train_pixelcnn_model(name, config.latent_dim, replace(config.setup, seed=seed),
+                                                  cache=cache, progress=progress)
+            torch.manual_seed(config.seed)
+            mixture, values = negative_log_likelihood(model, x_test, config.num_samples, "mixture", config.chunk_size)
+            per_image[name].append(values)
+            entry["seeds"].append(mixture["nll"])
+            entry["per_seed"].append({"seed": seed, "mixture": mixture, "training_seconds": history["seconds"][1][0],
+                                      "final_train_reconstruction": history["reconstruction"][1][-1]})
+            if seed == first:  # the classic estimators, on the first seed
+                torch.manual_seed(config.seed)
+                entry["iwae"] = negative_log_likelihood(model, x_test, config.num_samples, "encoder", config.chunk_size)[0]
+                torch.manual_seed(config.seed)
+                entry["prior"] = negative_log_likelihood(model, x_test, config.num_prior_samples, "prior", config.chunk_size)[0]
+                if name == "mmd":
+                    results["prior_convergence"] = prior_convergence(model, x_test[: config.convergence_images], config)
+        entry.update(across_seeds(entry["seeds"], [r["mixture"]["stderr"] for r in entry["per_seed"]]))
+        results["models"][name] = entry
+    best = {name: r["nll"] for name, r in results["models"].items()}
     results["best_nll"] = best
-    # every pair of models on the same test images: "a - b" < 0 means a has the lower NLL
+    # every pair of models on the same test images and seeds: "a - b" < 0 means a has the lower NLL
     results["paired_differences"] = {
-        f"{a} - {b}": paired_difference(best_per_image[a], best_per_image[b])
+        f"{a} - {b}": paired_difference_over_seeds(per_image[a], per_image[b])
         for i, a in enumerate(config.models)
         for b in config.models[i + 1 :]
     }
-    results["ranking"] = sorted(best, key=best.get)
-    results["paper_ranking"] = sorted(config.models, key=PAPER_TABLE1.get)
+    table1 = [n for n in config.models if n in TABLE1_MODELS]
+    results["ranking"] = sorted(table1, key=best.get)
+    results["paper_ranking"] = sorted(table1, key=PAPER_TABLE1.get)
+    results["epochs"] = config.setup.iterations * config.setup.batch_size / 50_000
     return Outcome("table1", config, results, {"table1": plot_table1(results, config)}, seconds=time.perf_counter() - start)
 
 
+def across_seeds(nlls: list[float], stderrs: list[float]) -> dict[str, float]:
+    """Mean over seeds of the per-seed NLLs, with the standard error of that mean from the spread
+    over seeds (``stderr_seeds``) and from the test images and samples (``stderr_within``)."""
+    n = len(nlls)
+    arr = np.asarray(nlls, dtype=float)
+    se_seeds = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    se_within = float(np.sqrt(np.sum(np.square(stderrs))) / n)
+    return {"nll": float(arr.mean()), "stderr_seeds": se_seeds, "stderr_within": se_within,
+            "stderr": math.hypot(se_seeds, se_within)}
+
+
+def paired_difference_over_seeds(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict[str, float]:
+    """Mean of a - b over seeds (seed s of a paired with seed s of b) and the same test images,
+    with a standard error from the spread over seeds and over images."""
+    per_seed = [paired_difference(x, y) for x, y in zip(a, b, strict=True)]
+    return {**across_seeds([d["mean"] for d in per_seed], [d["stderr"] for d in per_seed]),
+            "per_seed": [d["mean"] for d in per_seed]}
+
+
+def prior_convergence(model, x: torch.Tensor, config: LogLikelihoodConfig) -> dict[str, dict[str, float]]:
+    """The prior estimate of the mean NLL on a few images for growing K (it must settle)."""
+    out = {}
+    for k in config.convergence_ks:
+        torch.manual_seed(config.seed)
+        out[str(k)] = negative_log_likelihood(model, x, k, "prior", config.chunk_size)[0]
+    return out
+
+
 def plot_table1(results: dict, config: LogLikelihoodConfig) -> Figure:
-    """Negative log-likelihood per model: ours (both proposals, 2 standard errors), each model
-    against the first paired on the same images, and the paper's Table 1."""
+    """Left: NLL per model, ours (mean over seeds +- 2 s.e., seeds as dots; the first seed's IWAE
+    and prior estimates) beside the paper's. Right: each model minus the ELBO on the same
+    images and seeds, ours and the paper's."""
     names = list(results["models"])
     x = np.arange(len(names))
-    fig, (ax, ax_diff, ax_paper) = plt.subplots(1, 3, figsize=(15, 4.2))
-    for offset, key, marker in ((-0.12, "iwae", "o"), (0.12, "prior", "s")):
-        values = [results["models"][n][key]["nll"] for n in names]
-        errors = [2 * results["models"][n][key]["stderr"] for n in names]
-        label = "q(z|x) proposal (IWAE)" if key == "iwae" else "p(z) proposal"
-        ax.errorbar(x + offset, values, yerr=errors, fmt=marker, capsize=4, label=label)
-    ax.set_xticks(x, [LABELS[n] for n in names])
-    ax.set(ylabel="-log p(x), nats (lower is better)", title=f"ours: z = {config.latent_dim}, {config.num_test} test images")
-    ax.legend(fontsize=8)
+    fig, (ax, ax_diff) = plt.subplots(1, 2, figsize=(7, 3.4), layout="constrained")
+    for i, n in enumerate(names):
+        r = results["models"][n]
+        ax.errorbar(i, r["nll"], yerr=2 * r["stderr"], fmt="o", color=COLORS[n], capsize=4, zorder=3)
+        ax.plot([i - 0.15] * len(r["seeds"]), r["seeds"], ".", color=COLORS[n], alpha=0.6)
+        ax.plot(i + 0.15, r["iwae"]["nll"], "v", color="0.4", ms=5, label="IWAE, q(z|x) (seed 1)" if i == 0 else None)
+        ax.plot(i + 0.15, r["prior"]["nll"], "^", color="0.6", ms=5, label="prior, p(z) (seed 1)" if i == 0 else None)
+        paper = PAPER_TABLE1.get("elbo" if n == AUTHORS_ELBO else n)
+        ax.plot(i + 0.3, paper, "D", mfc="none", color=COLORS[n], label="paper" if i == 0 else None)
+    ax.set_xticks(x, [LABELS[n].replace(" (", "\n(") for n in names], fontsize=7)
+    ax.set_ylabel("-log p(x), nats")
+    ax.legend(fontsize=7)
     base = names[0]
-    ours = [0.0] + [-results["paired_differences"][f"{base} - {n}"]["mean"] for n in names[1:]]
-    errs = [0.0] + [2 * results["paired_differences"][f"{base} - {n}"]["stderr"] for n in names[1:]]
-    paper = [PAPER_TABLE1[n] - PAPER_TABLE1[base] for n in names]
-    ax_diff.errorbar(x - 0.1, ours, yerr=errs, fmt="o", capsize=4, label="ours (best estimate, paired, ±2 s.e.)")
-    ax_diff.plot(x + 0.1, paper, "D", mfc="none", label="paper")
+    others = names[1:]
+    ours = [results["paired_differences"][f"{base} - {n}"] for n in others]
+    ax_diff.errorbar(np.arange(len(others)) - 0.1, [-d["nll"] for d in ours], yerr=[2 * d["stderr"] for d in ours],
+                     fmt="o", capsize=4, label="ours (paired, +-2 s.e.)")
+    paper = [PAPER_TABLE1.get("elbo" if n == AUTHORS_ELBO else n) - PAPER_TABLE1[base] for n in others]
+    ax_diff.plot(np.arange(len(others)) + 0.1, paper, "D", mfc="none", label="paper")
     ax_diff.axhline(0, color="k", lw=0.8)
-    ax_diff.set_xticks(x, [LABELS[n] for n in names])
-    ax_diff.set(ylabel=f"NLL minus {LABELS[base]}'s, nats", title="differences on the same test images")
-    ax_diff.legend(fontsize=8, loc="lower right")
-    paper_nll = [PAPER_TABLE1[n] for n in names]
-    ax_paper.bar(x, paper_nll, color=[COLORS[n] for n in names], alpha=0.7)
-    for xi, v in zip(x, paper_nll):
-        ax_paper.text(xi, v + 0.05, f"{v:.2f}", ha="center", fontsize=9)
-    ax_paper.set_xticks(x, [LABELS[n] for n in names])
-    ax_paper.set(ylim=(min(paper_nll) - 1.5, max(paper_nll) + 0.8), ylabel="nats", title="the paper's Table 1 (GPU, full scale)")
-    s = config.setup
-    fig.suptitle(
-        f"Table 1 reproduced: PixelCNN decoder ({s.layers} layers x {s.channels} maps), {s.iterations} steps of batch {s.batch_size}"
-    )
-    fig.tight_layout()
+    ax_diff.set_xticks(np.arange(len(others)), [LABELS[n].replace(" (", "\n(") for n in others], fontsize=7)
+    ax_diff.set_ylabel(f"NLL minus {LABELS[base]}'s, nats")
+    ax_diff.legend(fontsize=7)
     return fig
