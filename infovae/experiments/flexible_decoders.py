@@ -317,11 +317,12 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 def isotropic_mmd(log_det_total: float, dim: int) -> float:
-    """MMD^2 between N(0, s^2 I) and N(0, I) under the evaluation kernel exp(-|a-b|^2 / (2 dim)),
-    in closed form, with s^2 chosen so that log det Cov = ``log_det_total``.
+    """MMD^2 between N(0, s^2 I) and N(0, I) under the evaluation kernel
+    ``exp(-|a - b|^2 / (2 dim))``, in closed form, with s^2 chosen so that log det Cov equals
+    ``log_det_total``.
 
-    For a - b ~ N(0, v I), E exp(-|a-b|^2 / (2h)) = (1 + v/h)^(-dim/2); MMD^2 = E k(q,q') + E k(p,p')
-    - 2 E k(q,p) with v = 2 s^2, 2 and s^2 + 1 and h = dim.
+    For ``a - b ~ N(0, v I)``, ``E exp(-|a - b|^2 / (2 h)) = (1 + v / h)^(-dim / 2)``; MMD^2 is
+    ``E k(q, q') + E k(p, p') - 2 E k(q, p)``, with v = 2 s^2, 2 and s^2 + 1, and h = dim.
     """
     s2 = math.exp(log_det_total / dim)
     e = lambda v: (1 + v / dim) ** (-dim / 2)  # noqa: E731
@@ -351,55 +352,54 @@ def _paper_series(quantity: str, name: str) -> tuple[float, ...] | None:
 
 
 def plot_fig6(results: dict, config: FlexibleDecodersConfig) -> Figure:
-    """Panels A-E of Fig. 6 and the shuffled-code gap: ours (filled, solid) and the paper's (hollow, dashed)."""
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    """Panels A-E of Fig. 6 and the shuffled-code gap (3 x 2, page width): ours (filled, solid)
+    and the paper's (hollow, dashed)."""
+    fig, axes = plt.subplots(3, 2, figsize=(7, 9.2), layout="constrained")
     dims = config.latent_dims
     panels = [
-        ("full_batch_mmd", "A. full-batch MMD$^2$ of q(z) vs p(z)", "log"),
+        ("full_batch_mmd", "A. full-batch MMD$^2$, q(z) vs p(z)", "log"),
         ("log_det_total", "B. log det Cov[q(z)]", "symlog"),
-        ("class_cross_entropy", "C. class-distribution cross-entropy", "log"),
-        ("semi_supervised_error", "E. semi-supervised SVM error (1000 labels)", "linear"),
-        ("shuffled_gap", "nats of log p(x|z) lost with shuffled z", "symlog"),
+        ("class_cross_entropy", "C. class-distribution CE", "log"),
+        ("semi_supervised_error", "E. SVM error (1000 labels)", "linear"),
+        ("shuffled_gap", "nats lost with shuffled z", "symlog"),
     ]
-    axes_by_panel = [axes[0, 0], axes[0, 1], axes[0, 2], axes[1, 1], axes[1, 2]]
+    axes_by_panel = [axes[0, 0], axes[0, 1], axes[1, 0], axes[2, 0], axes[2, 1]]
     for ax, (quantity, title, scale) in zip(axes_by_panel, panels):
         for name in config.models:
             ours = [results["metrics"][name][str(d)][quantity] for d in dims]
-            ax.plot(dims, ours, "-o", color=COLORS[name], label=f"{LABELS[name]} (ours)")
+            ax.plot(dims, ours, "-o", ms=4, color=COLORS[name], label=f"{LABELS[name]} (ours)")
             paper = _paper_series(quantity, name)
             if paper is not None:
-                ax.plot(PAPER_DIMS, paper, "--o", mfc="none", color=COLORS[name], alpha=0.6, label=f"{LABELS[name]} (paper)")
+                ax.plot(PAPER_DIMS, paper, "--o", ms=4, mfc="none", color=COLORS[name], alpha=0.6,
+                        label=f"{LABELS[name]} (paper)")
         if scale == "symlog":
             ax.set_yscale("symlog", linthresh=0.1)
         else:
             ax.set_yscale(scale)
-        ax.set(xscale="log", xlabel="latent dimension", title=title)
+        ax.set(xscale="log", xlabel="latent dimension")
+        ax.set_title(title, fontsize=10)
         ax.set_xticks(PAPER_DIMS, [str(d) for d in PAPER_DIMS])
         ax.xaxis.set_minor_locator(NullLocator())
-    axes[1, 1].axhline(0.9, color="k", lw=0.8, ls=":", label="chance (0.9)")
+    axes[2, 0].axhline(0.9, color="k", lw=0.8, ls=":", label="chance (0.9)")
     axes[0, 1].axhline(0.0, color="tab:purple", lw=0.8, ls=":")
-    ax = axes[1, 0]
+    ax = axes[1, 1]
     dim = config.focus_dim
     for name in config.models:
         track = results["tracking"][name][str(dim)]
         if "mmd" in track:
             ax.plot(track["mmd_steps"], track["mmd"], color=COLORS[name], label=LABELS[name])
-    ax.set(yscale="log", xlabel="training step", title=f"D. full-batch MMD$^2$ during training (z = {dim})")
-    handles, labels = axes[1, 1].get_legend_handles_labels()  # panel E has every model, ours and the paper's
-    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
-    s = config.setup
-    fig.suptitle(
-        f"Fig. 6 reproduced: PixelCNN decoder ({s.layers} layers x {s.channels} maps), {s.iterations} steps of "
-        f"batch {s.batch_size} per model. Filled/solid: ours; hollow/dashed: the paper"
-    )
-    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    ax.set(yscale="log", xlabel="training step")
+    ax.set_title(f"D. full-batch MMD$^2$ in training (z = {dim})", fontsize=10)
+    handles, labels = axes[2, 0].get_legend_handles_labels()  # panel E has every model, ours and the paper's
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 
 def plot_samples(samples: dict[tuple[str, int], torch.Tensor], config: FlexibleDecodersConfig) -> Figure:
     """Ancestral samples x ~ p(x|z), z ~ p(z) of every model (columns) and latent dim (rows)."""
     dims, models = config.latent_dims, config.models
-    fig, axes = plt.subplots(len(dims), len(models), figsize=(2.7 * len(models), 2.9 * len(dims)), squeeze=False)
+    fig, axes = plt.subplots(len(dims), len(models), figsize=(7, 1.45 * len(dims) + 0.3), squeeze=False,
+                             layout="constrained")
     for i, dim in enumerate(dims):
         for j, name in enumerate(models):
             grid = np.ones((4 * 28, 4 * 28))
@@ -409,8 +409,6 @@ def plot_samples(samples: dict[tuple[str, int], torch.Tensor], config: FlexibleD
             axes[i, j].imshow(grid, cmap="gray_r", vmin=0, vmax=1)
             axes[i, j].set(xticks=[], yticks=[])
             if i == 0:
-                axes[i, j].set_title(LABELS[name])
+                axes[i, j].set_title(LABELS[name], fontsize=8)
         axes[i, 0].set_ylabel(f"z = {dim}")
-    fig.suptitle("Ancestral samples x ~ p(x|z), z ~ p(z), of each model")
-    fig.tight_layout()
     return fig
