@@ -74,3 +74,16 @@ def test_tiny_run(cache_dir):
         assert math.isclose(s["mean"], sum(values) / 2) and math.isclose(s["se"], abs(values[0] - values[1]) / 2, abs_tol=1e-12)
     assert results["epochs"] == TINY.steps * TINY.batch_size / 50_000
     assert set(outcome.figures) == {"preference", "sweep", "betas"}
+
+
+def test_a_rerun_reads_models_and_measurements_from_the_cache(cache_dir, monkeypatch):
+    config = ip.PreferenceConfig(**{**TINY.__dict__, "seeds": (0,), "cold_start": False, "sweep_layers": (), "betas": ()})
+    first = ip.run(config, progress=False)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("measured again although the cache holds it")
+
+    monkeypatch.setattr(ip, "measure", fail)
+    monkeypatch.setattr(ip.Trainer, "run", fail)
+    again = ip.run(config, progress=False)
+    assert again.results["runs"] == first.results["runs"]

@@ -117,6 +117,27 @@ def save_trained_model(path: Path, model: nn.Module, history: dict, **extra: Any
         pass
 
 
+def cached_evaluation(model_path: Path, description: dict[str, Any], compute: Any) -> Any:
+    """``compute()`` of a cached model, itself cached beside it as ``<model stem>-eval-<digest>.json``.
+
+    For measurements that are deterministic given the model and ``description`` (every
+    evaluation setting and seed): a rerun of a chapter with a warm cache then skips them. The
+    digest also covers the model file's name, which carries the code fingerprint. A missing,
+    unreadable or unwritable file only costs computing again.
+    """
+    file = model_path.with_name(f"{model_path.stem}-eval-{cache_digest(description)}.json")
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError):
+        pass
+    value = _jsonable(compute())
+    try:
+        file.write_text(json.dumps(value))
+    except OSError:
+        pass
+    return value
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON values from dataclasses, tensors, tuples and numpy scalars (NaN/inf as None)."""
     if is_dataclass(value) and not isinstance(value, type):

@@ -46,7 +46,7 @@ from ..metrics import (
 )
 from ..runtime import PROFILES, get_device
 from ..vae import VAE
-from .base import Outcome, config_for_profile, resolve_config
+from .base import Outcome, cached_evaluation, config_for_profile, resolve_config
 from .pixelcnn_models import (
     AUTHORS_ELBO,
     COLORS,
@@ -54,6 +54,7 @@ from .pixelcnn_models import (
     MODELS,
     PixelCNNSetup,
     check_model_name,
+    model_path,
     setup_for_profile,
     train_pixelcnn_model,
 )
@@ -189,6 +190,23 @@ def evaluate_model(
     return out, samples[:32].cpu()
 
 
+def evaluate_cached(model: VAE, name: str, dim: int, setup: PixelCNNSetup, config: FlexibleDecodersConfig,
+                    data: dict[str, torch.Tensor], classifier: torch.nn.Module, cache: bool) -> tuple[dict, torch.Tensor]:
+    """``evaluate_model``, its result cached beside the trained model (deterministic: seeded)."""
+    if not cache:
+        return evaluate_model(model, name, config, data, classifier)
+    settings = {k: getattr(config, k) for k in ("num_codes", "num_class_samples", "classifier_profile", "svm_pool",
+                                                 "svm_test", "svm_draws", "num_labels", "num_info_images", "seed")}
+    settings["classifier_accuracy"] = getattr(classifier, "test_accuracy", None)
+
+    def compute() -> dict:
+        metrics, samples = evaluate_model(model, name, config, data, classifier)
+        return {"metrics": metrics, "samples": samples}
+
+    out = cached_evaluation(model_path(name, dim, setup), {"v": 1, "dim": dim, **settings}, compute)
+    return out["metrics"], torch.tensor(out["samples"])
+
+
 @torch.inference_mode()
 def sample_confidence(classifier: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> float:
     """Mean probability the classifier gives its chosen class: near 1 on real digits, low on
@@ -272,7 +290,7 @@ def run(
     for dim in config.latent_dims:
         for name in config.models:
             model, history = train_pixelcnn_model(name, dim, config.setup, cache=cache, progress=progress)
-            metrics, shown = evaluate_model(model, name, config, data, classifier)
+            metrics, shown = evaluate_cached(model, name, dim, config.setup, config, data, classifier, cache)
             results["metrics"][name][str(dim)] = metrics
             track = {"steps": history["loss"][0], **{k: history[k][1] for k in ("reconstruction", "kl") if k in history}}
             if "full_batch_mmd" in history:
@@ -299,8 +317,9 @@ def focus_seed_runs(config: FlexibleDecodersConfig, data: dict[str, torch.Tensor
             if name in config.models and seed == config.setup.seed:
                 metrics = results["metrics"][name][str(dim)]  # trained above
             else:
-                model, _ = train_pixelcnn_model(name, dim, replace(config.setup, seed=seed), cache=cache, progress=progress)
-                metrics, _ = evaluate_model(model, name, config, data, classifier)
+                setup = replace(config.setup, seed=seed)
+                model, _ = train_pixelcnn_model(name, dim, setup, cache=cache, progress=progress)
+                metrics, _ = evaluate_cached(model, name, dim, setup, config, data, classifier, cache)
             per_seed[name].append({"seed": seed, **{q: metrics.get(q) for q in numbers}})
     summary = {
         name: {q: summarize([r[q] for r in runs]) for q in numbers if all(r[q] is not None for r in runs)}

@@ -52,7 +52,15 @@ from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
 from ..runtime import get_device
 from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
-from .base import Outcome, config_for_profile, load_trained_model, resolve_config, save_trained_model, trained_model_path
+from .base import (
+    Outcome,
+    cached_evaluation,
+    config_for_profile,
+    load_trained_model,
+    resolve_config,
+    save_trained_model,
+    trained_model_path,
+)
 
 OBJECTIVES: tuple[str, ...] = ("elbo", "mmd", "elbo-authors")
 LABELS: dict[str, str] = {
@@ -218,24 +226,29 @@ def pretrained_decoder(
     return model.decoder
 
 
-def train_run(
-    config: PreferenceConfig, objective: str, layers: int, seed: int, x_train: torch.Tensor,
-    *, beta: float | None = None, cache: bool = True, progress: bool = True,
-) -> tuple[VAE, dict]:
-    """Train (or load) one run; returns the model in eval mode and its loss history."""
-    device = get_device()
+def run_path(config: PreferenceConfig, objective: str, layers: int, seed: int, beta: float | None = None):
+    """Where the trained model of one run is cached (the key holds everything that fixes its weights)."""
     warm = objective != "elbo-cold"
     what = {"objective": objective, "layers": layers, "seed": seed, "steps": config.steps, "lam": config.lam,
             "pretrain_steps": config.pretrain_steps if warm else 0}
     stem = f"{objective}-l{layers}-s{seed}"
     if objective == "beta":
         what["beta"], stem = beta, f"beta{beta:g}-l{layers}-s{seed}"
-    path = trained_model_path("information-preference", stem, _description(config, **what))
+    return trained_model_path("information-preference", stem, _description(config, **what))
+
+
+def train_run(
+    config: PreferenceConfig, objective: str, layers: int, seed: int, x_train: torch.Tensor,
+    *, beta: float | None = None, cache: bool = True, progress: bool = True,
+) -> tuple[VAE, dict]:
+    """Train (or load) one run; returns the model in eval mode and its loss history."""
+    device = get_device()
+    path = run_path(config, objective, layers, seed, beta)
     torch.manual_seed(seed + 1000)
     encoder = ConvEncoder(config.latent_dim, hidden=config.encoder_hidden, batch_norm=True, min_std=1e-3,
                           std_floor="max", image_size=config.image_size)
-    decoder = copy.deepcopy(pretrained_decoder(config, layers, seed, x_train, cache=cache, progress=progress)) if warm \
-        else _decoder(config, layers)
+    decoder = copy.deepcopy(pretrained_decoder(config, layers, seed, x_train, cache=cache, progress=progress)) \
+        if objective != "elbo-cold" else _decoder(config, layers)
     model = VAE(encoder, decoder)
     if cache and (history := load_trained_model(path, model, device)) is not None:
         return model.to(device).eval(), history
@@ -305,8 +318,11 @@ def run(config: PreferenceConfig | str | None = None, progress: bool = True, cac
     def one(objective: str, layers: int, seed: int, beta: float | None = None) -> None:
         model, history = train_run(config, objective, layers, seed, data["x_train"], beta=beta, cache=cache,
                                    progress=progress)
+        settings = {k: getattr(config, k) for k in ("num_info_images", "svm_pool", "svm_test", "num_labels", "svm_draws")}
+        metrics = cached_evaluation(run_path(config, objective, layers, seed, beta), {"v": 1, **settings},
+                                    lambda: measure(model, config, data)) if cache else measure(model, config, data)
         runs.append({"objective": objective, "layers": layers, "seed": seed, "beta": beta,
-                     "warm_start": objective != "elbo-cold", **measure(model, config, data),
+                     "warm_start": objective != "elbo-cold", **metrics,
                      "train_seconds": history["seconds"][1][0], "kl_history": history.get("kl")})
 
     for seed in config.seeds:

@@ -36,13 +36,14 @@ from matplotlib.figure import Figure
 from ..data import load_mnist
 from ..metrics import log_likelihood_with_error
 from ..runtime import get_device
-from .base import Outcome, config_for_profile, resolve_config
+from .base import Outcome, cached_evaluation, config_for_profile, resolve_config
 from .pixelcnn_models import (
     AUTHORS_ELBO,
     COLORS,
     LABELS,
     PixelCNNSetup,
     check_model_name,
+    model_path,
     setup_for_profile,
     train_pixelcnn_model,
 )
@@ -159,21 +160,34 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
         entry: dict = {"seeds": [], "per_seed": []}
         per_image[name] = []
         for seed in config.seeds:
-            model, history = train_pixelcnn_model(name, config.latent_dim, replace(config.setup, seed=seed),
-                                                  cache=cache, progress=progress)
-            torch.manual_seed(config.seed)
-            mixture, values = negative_log_likelihood(model, x_test, config.num_samples, "mixture", config.chunk_size)
+            setup = replace(config.setup, seed=seed)
+            model, history = train_pixelcnn_model(name, config.latent_dim, setup, cache=cache, progress=progress)
+
+            def estimate(k: int, proposal: str, x: torch.Tensor = x_test) -> tuple[dict, torch.Tensor]:
+                """``negative_log_likelihood`` from a fixed seed, cached beside the model."""
+                def compute() -> dict:
+                    torch.manual_seed(config.seed)
+                    summary, values = negative_log_likelihood(model, x, k, proposal, config.chunk_size)
+                    return {"summary": summary, "values": values}
+                if not cache:
+                    out = compute()
+                    return out["summary"], out["values"]
+                description = {"v": 1, "k": k, "proposal": proposal, "n": len(x), "seed": config.seed,
+                               "chunk_size": config.chunk_size}
+                out = cached_evaluation(model_path(name, config.latent_dim, setup), description, compute)
+                return out["summary"], torch.tensor(out["values"], dtype=torch.float64)
+
+            mixture, values = estimate(config.num_samples, "mixture")
             per_image[name].append(values)
             entry["seeds"].append(mixture["nll"])
             entry["per_seed"].append({"seed": seed, "mixture": mixture, "training_seconds": history["seconds"][1][0],
                                       "final_train_reconstruction": history["reconstruction"][1][-1]})
             if seed == first:  # the classic estimators, on the first seed
-                torch.manual_seed(config.seed)
-                entry["iwae"] = negative_log_likelihood(model, x_test, config.num_samples, "encoder", config.chunk_size)[0]
-                torch.manual_seed(config.seed)
-                entry["prior"] = negative_log_likelihood(model, x_test, config.num_prior_samples, "prior", config.chunk_size)[0]
-                if name == "mmd":
-                    results["prior_convergence"] = prior_convergence(model, x_test[: config.convergence_images], config)
+                entry["iwae"] = estimate(config.num_samples, "encoder")[0]
+                entry["prior"] = estimate(config.num_prior_samples, "prior")[0]
+                if name == "mmd":  # the prior estimate's convergence on a few images
+                    x_few = x_test[: config.convergence_images]
+                    results["prior_convergence"] = {str(k): estimate(k, "prior", x_few)[0] for k in config.convergence_ks}
         entry.update(across_seeds(entry["seeds"], [r["mixture"]["stderr"] for r in entry["per_seed"]]))
         results["models"][name] = entry
     best = {name: r["nll"] for name, r in results["models"].items()}
@@ -208,15 +222,6 @@ def paired_difference_over_seeds(a: list[torch.Tensor], b: list[torch.Tensor]) -
     per_seed = [paired_difference(x, y) for x, y in zip(a, b, strict=True)]
     return {**across_seeds([d["mean"] for d in per_seed], [d["stderr"] for d in per_seed]),
             "per_seed": [d["mean"] for d in per_seed]}
-
-
-def prior_convergence(model, x: torch.Tensor, config: LogLikelihoodConfig) -> dict[str, dict[str, float]]:
-    """The prior estimate of the mean NLL on a few images for growing K (it must settle)."""
-    out = {}
-    for k in config.convergence_ks:
-        torch.manual_seed(config.seed)
-        out[str(k)] = negative_log_likelihood(model, x, k, "prior", config.chunk_size)[0]
-    return out
 
 
 def plot_table1(results: dict, config: LogLikelihoodConfig) -> Figure:

@@ -193,6 +193,11 @@ def check_model_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(ALL_MODELS)}")
 
 
+def model_path(name: str, latent_dim: int, setup: PixelCNNSetup):
+    """Where model ``name`` with a ``latent_dim``-dim code, trained with ``setup``, is cached."""
+    return trained_model_path("pixelcnn-models", f"{name}-z{latent_dim}", setup.cache_description(name, latent_dim))
+
+
 def _mmd_hook(x_track: torch.Tensor, seed: int):
     """Evaluation hook: full-batch MMD^2 of codes of ``x_track`` against as many prior samples."""
 
@@ -228,7 +233,7 @@ def train_pixelcnn_model(
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be positive, got {latent_dim}")
     device = get_device()
-    path = trained_model_path("pixelcnn-models", f"{name}-z{latent_dim}", setup.cache_description(name, latent_dim))
+    path = model_path(name, latent_dim, setup)
     torch.manual_seed(setup.seed)
     model = build_model(name, latent_dim, setup)
     if cache and (history := load_trained_model(path, model, device)) is not None:
