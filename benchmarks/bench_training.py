@@ -17,6 +17,12 @@ Sections (``--only`` picks some):
   sampler against the naive one (rerunning the network for every pixel). The naive
   sampler takes 784 full passes; it is timed on the first ``--naive-pixels`` pixels and
   extrapolated linearly (each pass costs the same).
+* ``precision``: seconds per training step of the Trainer with ``precision="fp32"`` against
+  ``"bf16"`` (bf16 autocast of the networks only, ``infovae.precision``) for the DCGAN VAE and
+  the gated PixelCNN VAE at the book's size (4 x 16) and the paper's (12 x 32), same model,
+  seed and data; the ratio fp32 / bf16 is the speed-up. Skipped where the CPU has no native
+  bf16 (emulated bf16 is slower than fp32). The loss bf16 training reaches is tested in
+  ``tests/test_precision.py``.
 * ``pythae``: images per second of our Trainer against pythae's ``BaseTrainer`` training an
   ``INFOVAE_MMD`` model with the same DCGAN networks (wrapped in pythae's encoder/decoder
   classes), batch 100, Adam 1e-4, alpha 0, lambda 1000, the same number of steps; each
@@ -51,7 +57,7 @@ from infovae.networks import build_vae
 from infovae.train import TrainConfig, Trainer
 
 BATCH = 100
-SECTIONS = ("mlp", "dcgan", "flops", "pixelcnn", "pythae")
+SECTIONS = ("mlp", "dcgan", "flops", "pixelcnn", "precision", "pythae")
 
 
 def plain_loop(model, loss_fn, data, steps, optimizer, clip_value, generator):
@@ -154,6 +160,38 @@ def bench_pixelcnn(data, steps, repeats, naive_pixels):
           f"(extrapolated from {naive_pixels} of 784 passes), speed-up {naive / incremental:.0f}x")
 
 
+def bench_precision(data, steps, repeats):
+    from infovae.networks import ConvEncoder
+    from infovae.pixelcnn import PixelCNNConfig, PixelCNNDecoder
+    from infovae.precision import native_bf16
+
+    if not native_bf16("cpu"):
+        print("precision: this CPU has no native bf16 (AVX512-BF16 or AMX): skipped")
+        return
+
+    def pixelcnn(layers, channels):
+        encoder = ConvEncoder(5, hidden=512, batch_norm=True, min_std=1e-3, std_floor="max")
+        return iv.VAE(encoder, PixelCNNDecoder(PixelCNNConfig(latent_dim=5, layers=layers, channels=channels)))
+
+    rmsprop = dict(optimizer="rmsprop", lr=1e-3, clip="value")
+    cases = {
+        "DCGAN VAE (MMD)": (lambda: build_vae("dcgan", 5), mmd_vae, {}),
+        "PixelCNN VAE 4 x 16 (MMD, alpha 1)": (lambda: pixelcnn(4, 16), lambda: iv.InfoVAELoss.mmd_vae(alpha=1.0), rmsprop),
+        "PixelCNN VAE 12 x 32 (MMD, alpha 1)": (lambda: pixelcnn(12, 32), lambda: iv.InfoVAELoss.mmd_vae(alpha=1.0), rmsprop),
+    }
+    for name, (make_model, make_loss, options) in cases.items():
+        per_step = {}
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            config = TrainConfig(iterations=1, batch_size=BATCH, binarize="stochastic", progress=False,
+                                 precision=precision, **options)
+            trainer = Trainer(make_model(), make_loss(), data, config, device="cpu")
+            trainer.run(2)  # warm-up
+            per_step[precision] = min(_timed(lambda: trainer.run(steps)) for _ in range(repeats)) / steps
+        print(f"{name}, batch {BATCH}: fp32 {per_step['fp32']:.3f} s/step, bf16 {per_step['bf16']:.3f} s/step, "
+              f"speed-up {per_step['fp32'] / per_step['bf16']:.2f}x")
+
+
 def bench_pythae(data, steps, repeats):
     from pythae.data.datasets import BaseDataset
     from pythae.models import INFOVAE_MMD, INFOVAE_MMD_Config
@@ -229,6 +267,8 @@ def main():
                   f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, fraction {flops / ours / peak:.2f}")
     if "pixelcnn" in args.only:
         bench_pixelcnn(data, max(2, args.steps // 4), args.repeats, args.naive_pixels)
+    if "precision" in args.only:
+        bench_precision(data, max(2, args.steps // 4), args.repeats)
     if "pythae" in args.only:
         bench_pythae(data, args.steps * 4, args.repeats)
 
