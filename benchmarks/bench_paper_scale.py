@@ -253,7 +253,10 @@ def measure(profile: str, device: torch.device, steps: int, iwae_images: int, da
                          flops_per_step=flops, ops_per_step=ops, steps=job.steps, models=job.models))
         print(f"  {job.experiment:<7} {job.model:<18} {rows[-1]['seconds_per_step']:.4f} s/step "
               f"{flops / 1e9:8.3f} GFLOP {ops:5d} ops", flush=True)
-    rows += table1_rows(profile, iwae_images, device)
+    for row in table1_rows(profile, iwae_images, device):
+        rows.append(row)
+        print(f"  {row['experiment']:<7} {row['model']:<18} {row['seconds_per_step']:.4f} s/image "
+              f"{row['flops_per_step'] / 1e9:8.3f} GFLOP {row['ops_per_step']:5d} ops", flush=True)
     totals: dict[str, float] = {}
     estimates: dict[str, dict[str, float]] = {key: {} for key in REFERENCE_DEVICES}
     for row in rows:
