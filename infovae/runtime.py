@@ -17,8 +17,10 @@ Three environment variables steer every chapter and command of the book:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -142,3 +144,47 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run a block on freshly seeded torch generators and restore them afterwards.
+
+    For code that needs the same random draws every time it runs (an evaluation inside a
+    training loop, a measurement that must not depend on what ran before) without touching
+    anyone else's random stream. ``torch.manual_seed`` inside ``fork_rng(devices=[])`` is not
+    that: it reseeds every CUDA device and restores none. Here the CPU generator and, where
+    ``device`` is an accelerator, that one device's generator are seeded on entry and put back
+    on exit; other devices are never touched.
+
+    Args:
+        seed: a non-negative integer.
+        device: the device whose generator the block draws from besides the CPU's
+            (default ``get_device()``).
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    device = get_device() if device is None else torch.device(device)
+    kind = device.type
+    if kind == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            yield
+        return
+    if kind == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        with torch.random.fork_rng(devices=[index], device_type="cuda"):
+            torch.default_generator.manual_seed(int(seed))
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(int(seed))
+            yield
+        return
+    module = getattr(torch, kind)  # mps, xpu: one generator, saved and restored by hand
+    state = module.get_rng_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            module.manual_seed(int(seed))
+            yield
+    finally:
+        module.set_rng_state(state)

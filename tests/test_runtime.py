@@ -134,3 +134,31 @@ def test_seed_everything_reproduces_all_generators():
 def test_seed_must_be_a_non_negative_integer(seed):
     with pytest.raises(ValueError, match="seed"):
         iv.seed_everything(seed)
+
+
+def test_seeded_block_draws_the_same_numbers_and_restores_the_generator():
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    with iv.runtime.seeded(3, "cpu"):
+        a = torch.rand(4)
+    with iv.runtime.seeded(3, "cpu"):
+        b = torch.rand(4)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), before), "the global CPU stream is left as it was"
+    assert torch.equal(torch.rand(4), (torch.manual_seed(7), torch.rand(4))[1])
+
+
+def test_seeded_block_on_the_cpu_never_reseeds_cuda(monkeypatch):
+    """torch.manual_seed would reseed every CUDA device (recorded here without a GPU)."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    with iv.runtime.seeded(5, "cpu"):
+        torch.rand(2)
+    assert calls == []
+
+
+@pytest.mark.parametrize("seed", [-1, 2.0, True])
+def test_seeded_needs_a_non_negative_integer(seed):
+    with pytest.raises(ValueError, match="seed"):
+        with iv.runtime.seeded(seed, "cpu"):
+            pass
