@@ -146,7 +146,7 @@ class PreferenceConfig:
         return config_for_profile(cls, profile, {
             "quick": dict(
                 layers=2, channels=8, encoder_hidden=32, pretrain_steps=30, steps=30, batch_size=50,
-                seeds=(0,), objectives=("elbo", "mmd"), cold_start=False, sweep_layers=(1,), betas=(2.0,),
+                seeds=(0,), cold_start=False, sweep_layers=(1,), betas=(2.0,),
                 num_info_images=200,
                 svm_pool=300, svm_test=200, num_labels=200, svm_draws=1,
             ),
