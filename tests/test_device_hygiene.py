@@ -11,6 +11,9 @@
   reseeds every CUDA device too, so a reseed inside a loop silently repeats the GPU's draws.
   The CUDA reseed is recorded on a machine without CUDA by replacing
   ``torch.cuda.manual_seed_all`` (which ``torch.manual_seed`` always calls).
+
+Everything runs on ``iv.get_device()``: the CPU in CI, the GPU under ``make gpu-check``,
+where a tensor on the wrong device also fails outright.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def data(kind: str) -> torch.Tensor:
 def trainer(case: str) -> Trainer:
     build, loss, kind, binarize = CASES[case]
     config = TrainConfig(iterations=2, batch_size=20, progress=False, binarize=binarize)
-    return Trainer(build(), loss(), data(kind), config, device="cpu")
+    return Trainer(build(), loss(), data(kind), config, device=iv.get_device())
 
 
 @pytest.fixture
@@ -112,8 +115,9 @@ def test_a_training_step_does_not_reseed_the_global_generators(case, reseeds):
 
 def test_measurements_create_every_tensor_on_the_model_device(reseeds):
     torch.manual_seed(0)
-    model = pixelcnn_models.build_model("mmd", 3, QUICK).eval()
-    x = data("images").bernoulli(generator=torch.Generator().manual_seed(1))[:6]
+    device = iv.get_device()
+    model = pixelcnn_models.build_model("mmd", 3, QUICK).to(device).eval()
+    x = data("images").bernoulli(generator=torch.Generator().manual_seed(1))[:6].to(device)
     reseeds.clear()
     with FactorySpy() as spy, torch.no_grad():
         z = encode_codes(model, x)
