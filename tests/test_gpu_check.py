@@ -29,8 +29,8 @@ def load_bench():
 
 def test_the_makefile_runs_the_check_on_cuda():
     makefile = (ROOT / "Makefile").read_text()
-    assert "\ngpu-check: env\n\t$(BIN)/python tools/gpu_check.py --device $(DEVICE)\n" in makefile
-    assert "DEVICE  ?= cuda" in makefile
+    assert "\ngpu-check: env\n\t$(GPU_PYTHON) tools/gpu_check.py --device $(DEVICE)\n" in makefile
+    assert "DEVICE  ?= cuda" in makefile and "GPU_PYTHON ?= $(BIN)/python" in makefile
 
 
 def test_dry_run_lists_tests_chapters_and_bench_on_the_device(capsys):

@@ -16,6 +16,11 @@ the package follows it (``iv.get_device()``):
    writes ``book/results/paper-scale-gpu.json`` (device name, torch and CUDA versions, seconds
    and FLOPs per training step of every model, the paper profile's estimated wall time).
 
+Every step runs with the Python that runs this script, which needs a torch built for the
+device (a CUDA build for ``cuda``: ``torch.version.cuda`` is not None), pytest, nbval and the
+package: ``make gpu-check`` uses ``.venv``'s, ``make gpu-check GPU_PYTHON=/path/to/python``
+another one. A device that this torch cannot use stops the check at once, naming the fix.
+
 Each step's wall time is printed, then a summary; the exit status is non-zero if any step
 failed, and a warning is printed if the whole check exceeded its budget (``BUDGET_SECONDS``).
 ``--only`` runs some of the steps; ``--bench-args`` passes options to the benchmark (CI runs
