@@ -44,7 +44,7 @@ from ..metrics import (
     semi_supervised_error,
     shuffled_code_gap,
 )
-from ..runtime import PROFILES, get_device
+from ..runtime import PROFILES, get_device, seeded
 from ..vae import VAE
 from .base import Outcome, cached_evaluation, config_for_profile, resolve_config
 from .pixelcnn_models import (
@@ -175,7 +175,12 @@ def evaluate_model(
     classifier: torch.nn.Module,
 ) -> tuple[dict, torch.Tensor]:
     """Every Fig. 6 metric of one trained model; returns them and the ancestral samples."""
-    torch.manual_seed(config.seed)
+    with seeded(config.seed, data["x_codes"].device):
+        return _evaluate_model(model, name, config, data, classifier)
+
+
+def _evaluate_model(model: VAE, name: str, config: FlexibleDecodersConfig, data: dict[str, torch.Tensor],
+                    classifier: torch.nn.Module) -> tuple[dict, torch.Tensor]:
     z = encode_codes(model, data["x_codes"])
     out = {
         "full_batch_mmd": full_batch_mmd(z, model.prior()),
@@ -219,7 +224,11 @@ def sample_confidence(classifier: torch.nn.Module, images: torch.Tensor, batch_s
 @torch.inference_mode()
 def information_metrics(model: VAE, name: str, config: FlexibleDecodersConfig, data: dict[str, torch.Tensor]) -> dict:
     """How much z says about x: semi-supervised SVM error (panel E), I_q(x; z), shuffled-code gap."""
-    torch.manual_seed(config.seed + 1)
+    with seeded(config.seed + 1, data["x_pool"].device):
+        return _information_metrics(model, name, config, data)
+
+
+def _information_metrics(model: VAE, name: str, config: FlexibleDecodersConfig, data: dict[str, torch.Tensor]) -> dict:
     out = {}
     # sampled codes, as in the authors' code: they carry exactly the information z has about x
     # (encoder means of a collapsed posterior can still vary with x, by amounts that q(z|x) drowns)

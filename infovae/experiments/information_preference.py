@@ -49,7 +49,7 @@ from ..metrics import encode_codes, mutual_information, semi_supervised_error, s
 from ..networks import ConvEncoder, PointMass
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
-from ..runtime import get_device
+from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
 from .base import (
@@ -69,6 +69,7 @@ LABELS: dict[str, str] = {
     "elbo-authors": "ELBO, authors' weighting",
     "elbo-cold": "ELBO (Eq. 6, fresh decoder)",
 }
+SHORT_LABELS: dict[str, str] = {"elbo": "ELBO\n(Eq. 6)", "mmd": "MMD-VAE", "elbo-authors": "ELBO\n(authors')"}
 METRICS: tuple[str, ...] = ("kl", "mutual_information", "svm_error", "shuffled_gap", "test_nll_bound")
 CACHE_VERSION = 1
 
@@ -214,8 +215,8 @@ def pretrained_decoder(
     device = get_device()
     what = {"stage": "pretrain", "layers": layers, "seed": seed, "steps": config.pretrain_steps}
     path = trained_model_path("information-preference", f"pretrain-l{layers}-s{seed}", _description(config, **what))
-    torch.manual_seed(seed)
-    model = VAE(ZeroEncoder(config.latent_dim), _decoder(config, layers))
+    with seeded(seed, device):
+        model = VAE(ZeroEncoder(config.latent_dim), _decoder(config, layers))
     if cache and load_trained_model(path, model, device) is not None:
         return model.decoder.to(device)
     if config.pretrain_steps:
@@ -244,11 +245,12 @@ def train_run(
     """Train (or load) one run; returns the model in eval mode and its loss history."""
     device = get_device()
     path = run_path(config, objective, layers, seed, beta)
-    torch.manual_seed(seed + 1000)
-    encoder = ConvEncoder(config.latent_dim, hidden=config.encoder_hidden, batch_norm=True, min_std=1e-3,
-                          std_floor="max", image_size=config.image_size)
-    decoder = copy.deepcopy(pretrained_decoder(config, layers, seed, x_train, cache=cache, progress=progress)) \
-        if objective != "elbo-cold" else _decoder(config, layers)
+    with seeded(seed + 1000, device):
+        encoder = ConvEncoder(config.latent_dim, hidden=config.encoder_hidden, batch_norm=True, min_std=1e-3,
+                              std_floor="max", image_size=config.image_size)
+        fresh = _decoder(config, layers) if objective == "elbo-cold" else None
+    decoder = fresh if fresh is not None else \
+        copy.deepcopy(pretrained_decoder(config, layers, seed, x_train, cache=cache, progress=progress))
     model = VAE(encoder, decoder)
     if cache and (history := load_trained_model(path, model, device)) is not None:
         return model.to(device).eval(), history
@@ -265,7 +267,11 @@ def train_run(
 @torch.inference_mode()
 def measure(model: VAE, config: PreferenceConfig, data: dict[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
     """The five numbers of a run on held-out images (see the module docstring)."""
-    torch.manual_seed(seed)
+    with seeded(seed, data["x_info"].device):
+        return _measure(model, config, data, seed)
+
+
+def _measure(model: VAE, config: PreferenceConfig, data: dict[str, torch.Tensor], seed: int) -> dict[str, float]:
     x_info = data["x_info"]
     qz = model.encode(x_info)
     kl = float(torch.distributions.kl_divergence(qz, model.prior()).mean())
@@ -365,7 +371,7 @@ def plot_preference(results: dict, config: PreferenceConfig) -> Figure:
             values = [r[metric] for r in results["runs"] if r["objective"] == name and r["layers"] == config.layers]
             ax.bar(i, np.mean(values), color=f"C{i}", alpha=0.45)
             ax.plot([i] * len(values), values, "o", color=f"C{i}", ms=4)
-        ax.set_xticks(range(len(names)), [n.replace("-", "\n") for n in names], fontsize=9)
+        ax.set_xticks(range(len(names)), [SHORT_LABELS[n] for n in names], fontsize=9)
         ax.set_title(title, fontsize=10)
     axes[0].axhline(results["mutual_information_bound"], color="0.5", ls=":", lw=1)
     axes[1].axhline(0.9, color="0.5", ls=":", lw=1)  # chance: 10 classes

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from ..data import load_mnist
 from ..metrics import log_likelihood_with_error
-from ..runtime import get_device
+from ..runtime import get_device, seeded
 from .base import Outcome, cached_evaluation, config_for_profile, resolve_config
 from .pixelcnn_models import (
     AUTHORS_ELBO,
@@ -166,8 +166,8 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
             def estimate(k: int, proposal: str, x: torch.Tensor = x_test) -> tuple[dict, torch.Tensor]:
                 """``negative_log_likelihood`` from a fixed seed, cached beside the model."""
                 def compute() -> dict:
-                    torch.manual_seed(config.seed)
-                    summary, values = negative_log_likelihood(model, x, k, proposal, config.chunk_size)
+                    with seeded(config.seed, x.device):
+                        summary, values = negative_log_likelihood(model, x, k, proposal, config.chunk_size)
                     return {"summary": summary, "values": values}
                 if not cache:
                     out = compute()

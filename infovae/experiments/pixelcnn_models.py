@@ -40,7 +40,7 @@ from ..metrics import encode_codes, full_batch_mmd
 from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
-from ..runtime import get_device
+from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
 from .base import cache_digest, config_for_profile, load_trained_model, save_trained_model, trained_model_path
@@ -202,11 +202,8 @@ def _mmd_hook(x_track: torch.Tensor, seed: int):
     """Evaluation hook: full-batch MMD^2 of codes of ``x_track`` against as many prior samples."""
 
     def hook(trainer: Trainer) -> dict[str, float]:
-        # the same draws at every evaluation; fork_rng restores the CPU's random state and, on
-        # a GPU, that device's too (manual_seed reseeds both), so training's randomness is untouched
-        cuda = [trainer.device] if trainer.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
+        # the same draws at every evaluation, on generators restored afterwards (no other device touched)
+        with seeded(seed, trainer.device):
             z = encode_codes(trainer.model, x_track)
             return {"full_batch_mmd": full_batch_mmd(z, trainer.model.prior())}
 
@@ -234,8 +231,8 @@ def train_pixelcnn_model(
         raise ValueError(f"latent_dim must be positive, got {latent_dim}")
     device = get_device()
     path = model_path(name, latent_dim, setup)
-    torch.manual_seed(setup.seed)
-    model = build_model(name, latent_dim, setup)
+    with seeded(setup.seed, device):
+        model = build_model(name, latent_dim, setup)
     if cache and (history := load_trained_model(path, model, device)) is not None:
         return model.to(device).eval(), history
 
