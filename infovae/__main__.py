@@ -33,6 +33,8 @@ REPRODUCTIONS: dict[str, str] = {
     "fig2-5": "MNIST, ELBO vs MMD-VAE: log det Cov[q(z)] against training-set size, q(z) contours, "
     "true vs approximate posteriors, samples vs reconstructions (chapter 7)",
     "fig6": "PixelCNN decoders: MMD, log det, class CE, MMD vs iterations, SVM (chapter 8)",
+    "information-preference": "does the ELBO ignore z? ELBO, MMD-VAE and the authors' weighting over seeds on "
+    "14x14 digits, beta and decoder-depth sweeps (chapter 8)",
     "table1": "importance-sampled log-likelihood of a 5-dim latent (chapter 9)",
 }
 
@@ -285,7 +287,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.list or args.figure is None:
         for name, description in REPRODUCTIONS.items():
             status = "available" if name in EXPERIMENTS else "not implemented yet"
-            print(f"{name:8} {status:20} {description}")
+            print(f"{name:{max(map(len, REPRODUCTIONS))}} {status:20} {description}")
         return 0 if args.list else 2
     if args.figure not in EXPERIMENTS:
         print(f"reproduce {args.figure}: not implemented yet ({REPRODUCTIONS[args.figure]})", file=sys.stderr)
