@@ -86,7 +86,7 @@ def random_simplex(*shape: int, concentration: float = 1.0, generator: torch.Gen
     # torch's Dirichlet sampler takes no generator: seed a forked global RNG from it.
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's only: manual_seed would reseed every GPU too
         alpha = torch.full((shape[-1],), float(concentration), dtype=torch.float64)
         return torch.distributions.Dirichlet(alpha).sample(shape[:-1])
 
