@@ -251,11 +251,13 @@ def test_appendix_times_are_those_of_the_committed_results():
     """Every time in the appendix's table is read off a committed result file (never stale)."""
     text = (ROOT / "book" / "appendix_reproduction.md").read_text()
     results = {name: json.loads((ROOT / "book" / "results" / f"{name}-book.json").read_text())
-               for name in ("fig1", "fig2-5", "fig6", "table1")}
+               for name in ("fig1", "fig2-5", "fig6", "table1", "information-preference")}
     paper = json.loads((ROOT / "book" / "results" / "paper-scale-cpu.json").read_text())["total_seconds"]
     fig25_training = sum(run["seconds"][1][0] for run in results["fig2-5"]["results"]["training"].values())
     fig6 = results["fig6"]["results"]
     fig6_training = sum(t for by_dim in fig6["training_seconds"].values() for t in by_dim.values())
+    preference = results["information-preference"]
+    preference_training = sum(run["train_seconds"] for run in preference["results"]["runs"])
     rows = {
         "Fig. 1": (_duration(results["fig1"]["seconds"]), "all of it"),
         "Figs. 2 to 5": (_duration(results["fig2-5"]["seconds"]), _duration(fig25_training)),
@@ -266,3 +268,6 @@ def test_appendix_times_are_those_of_the_committed_results():
     for label, (run, training) in rows.items():
         row = f"| {label} | {run} | {training} | {_duration(paper[keys[label]])} | not measured |"
         assert row in text, row
+    row = (f"| Information preference (ch. 8) | {_duration(preference['seconds'])} | {_duration(preference_training)} "
+           "| not estimated | not measured |")
+    assert row in text, row
