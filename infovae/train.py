@@ -212,7 +212,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | 
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError,
+            IndexError, TypeError, OverflowError, UnicodeDecodeError, MemoryError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in reason or "Weights only load failed" in reason:
             reason = "it holds objects other than tensors and plain values"

@@ -30,6 +30,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 import infovae as iv
+from _user_models import user_modules
 from infovae import classifier as clf
 from infovae import data, divergences, metrics, networks, train, tuning
 
@@ -41,27 +42,7 @@ CLEAR_TYPES = (ValueError, TypeError, FileNotFoundError, train.NonFiniteLossErro
 # ----------------------------------------------------------------------------- models
 
 
-class Enc(nn.Module):
-    """A user's encoder (no latent_dim attribute)."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(DX, 2 * DZ)
-
-    def forward(self, x):
-        m, s = self.net(x).chunk(2, -1)
-        return Independent(Normal(m, nn.functional.softplus(s) + 1e-3), 1)
-
-
-class Dec(nn.Module):
-    def __init__(self, per_pixel=False):
-        super().__init__()
-        self.net = nn.Linear(DZ, DX)
-        self.per_pixel = per_pixel
-
-    def forward(self, z):
-        d = Bernoulli(logits=self.net(z))
-        return d if self.per_pixel else Independent(d, 1)
+Enc, Dec = user_modules(DX, DZ)
 
 
 class NaNGradDecoder(Dec):

@@ -9,6 +9,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 import infovae as iv
+from _user_models import user_modules
 from infovae import metrics
 from infovae.train import TrainConfig, Trainer
 from infovae.tuning import suggest_lambda
@@ -17,27 +18,7 @@ from infovae.vae import GaussianPrior, check_decoder_output
 DX, DZ = 12, 3
 
 
-class UserEncoder(nn.Module):
-    """A researcher's encoder: no ``latent_dim`` attribute anywhere."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(DX, 2 * DZ)
-
-    def forward(self, x):
-        mean, raw = self.net(x).chunk(2, -1)
-        return Independent(Normal(mean, nn.functional.softplus(raw) + 1e-3), 1)
-
-
-class UserDecoder(nn.Module):
-    def __init__(self, per_pixel: bool = False):
-        super().__init__()
-        self.net = nn.Linear(DZ, DX)
-        self.per_pixel = per_pixel
-
-    def forward(self, z):
-        px = Bernoulli(logits=self.net(z))
-        return px if self.per_pixel else Independent(px, 1)
+UserEncoder, UserDecoder = user_modules(DX, DZ)
 
 
 def user_model(**kwargs) -> iv.VAE:
