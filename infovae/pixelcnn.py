@@ -75,7 +75,7 @@ class PixelCNNConfig:
             raise ValueError(f"latent_dim, layers and channels must be positive: {self}")
         if self.first_kernel % 2 == 0 or self.kernel % 2 == 0 or self.first_kernel < 3 or self.kernel < 1:
             raise ValueError(f"kernel sizes must be odd (the first at least 3): {self}")
-        self.image_size = tuple(self.image_size)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1])) if len(self.image_size) == 2 else self.image_size
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"image_size must be (height, width) with positive sizes: {self}")
 
@@ -99,7 +99,7 @@ class GatedLayer(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, latent_dim: int):
         super().__init__()
-        self.first, self.half = first, kernel // 2
+        self.first, self.side = first, kernel // 2  # columns either side of the vertical window
         # vertical window: rows r - rows + 1 .. r of its input (then shifted one row down for h)
         self.rows = kernel // 2 if first else kernel // 2 + 1
         # horizontal window: columns c - cols + 1 .. c of its input, or c - cols .. c - 1 (first)
@@ -115,7 +115,7 @@ class GatedLayer(nn.Module):
     def forward(self, v: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = v.shape[-2:]
         cond_v, cond_h = self.cond(z)[:, :, None, None].chunk(2, dim=1)
-        v_pre = self.v_conv(F.pad(v, (self.half, self.half, self.rows - 1, 0)))
+        v_pre = self.v_conv(F.pad(v, (self.side, self.side, self.rows - 1, 0)))
         h_pre = self.h_conv(F.pad(h, (self.cols - 1 + self.shift, 0)))[..., :width]
         v_above = F.pad(v_pre, (0, 0, 1, 0))[:, :, :height]  # row r gets row r - 1: only rows above
         h_new = self.h_out(_gate(h_pre + self.v_to_h(v_above) + cond_h, 1))
@@ -147,6 +147,11 @@ class PixelCNNDecoder(nn.Module):
             + [GatedLayer(c, c, config.kernel, False, config.latent_dim) for _ in range(config.layers - 1)]
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
+
+    @property
+    def gated_layers(self) -> list[GatedLayer]:
+        """The gated layers, first to last (typed view of ``self.layers``)."""
+        return [layer for layer in self.layers if isinstance(layer, GatedLayer)]
 
     @property
     def event_shape(self) -> torch.Size:
@@ -203,14 +208,15 @@ class PixelCNNDecoder(nn.Module):
     def _sample_incremental(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
         height, width = self.config.image_size
+        layers = self.gated_layers
         # Per layer l: v_in[l], its vertical input (all rows, zero-padded like its convolution),
         # filled row by row once a row of pixels is complete; h_in[l], its horizontal input for
         # the current row (left-padded), filled pixel by pixel; from_above[l], the vertical
         # stack's contribution to the horizontal stack for the current row (1x1 link + biases).
         v_in, h_in, from_above, h_taps = [], [], [], []
-        for layer in self.layers:
+        for layer in layers:
             cin = layer.v_conv.in_channels
-            v_in.append(z.new_zeros(batch, cin, height + layer.rows - 1, width + 2 * layer.half))
+            v_in.append(z.new_zeros(batch, cin, height + layer.rows - 1, width + 2 * layer.side))
             h_in.append(z.new_zeros(batch, width + layer.cols - 1 + layer.shift, cin))  # channels last
             cond_v, cond_h = layer.cond(z).chunk(2, dim=1)
             bias_h = layer.h_conv.bias + cond_h + layer.v_to_h.bias  # row 0 has nothing above
@@ -218,34 +224,35 @@ class PixelCNNDecoder(nn.Module):
             weight = layer.h_conv.weight[:, :, 0, :].transpose(1, 2).flatten(1)  # [2C, cols * cin]
             h_taps.append((weight.t().contiguous(), layer.h_out.weight.flatten(1), layer.h_out.bias, cond_v, bias_h))
         head1, head2 = self.head[1], self.head[3]
+        assert isinstance(head1, nn.Conv2d) and isinstance(head2, nn.Conv2d)
         w1, w2 = head1.weight.flatten(1), head2.weight.flatten(1)
         x = torch.zeros_like(u)
         for r in range(height):
             for c in range(width):
-                for i, layer in enumerate(self.layers):
+                for i, layer in enumerate(layers):
                     weight, out_w, out_b, _, _ = h_taps[i]
                     window = h_in[i][:, c : c + layer.cols].flatten(1)  # [B, cols * cin]
                     h = F.linear(_gate(torch.addmm(from_above[i][:, :, c], window, weight), 1), out_w, out_b)
                     if layer.residual:
                         h = h + h_in[i][:, c + layer.cols - 1]
-                    if i + 1 < len(self.layers):
-                        nxt = self.layers[i + 1]
+                    if i + 1 < len(layers):
+                        nxt = layers[i + 1]
                         h_in[i + 1][:, c + nxt.cols - 1 + nxt.shift] = h
                 logit = F.linear(torch.relu(F.linear(torch.relu(h), w1, head1.bias)), w2, head2.bias)[:, 0]
                 pixel = (u[:, 0, r, c] < torch.sigmoid(logit)).to(x.dtype)
                 x[:, 0, r, c] = pixel
-                first = self.layers[0]
+                first = layers[0]
                 h_in[0][:, c + first.cols - 1 + first.shift, 0] = pixel
             # row r is complete: its vertical stack, layer by layer, and the link to row r + 1
-            first = self.layers[0]
-            v_in[0][:, :, r + first.rows - 1, first.half : first.half + width] = x[:, :, r]
-            for i, layer in enumerate(self.layers):
+            first = layers[0]
+            v_in[0][:, :, r + first.rows - 1, first.side : first.side + width] = x[:, :, r]
+            for i, layer in enumerate(layers):
                 rows = v_in[i][:, :, r : r + layer.rows]  # input rows r - rows + 1 .. r (padded)
                 v_pre = F.conv2d(rows, layer.v_conv.weight, layer.v_conv.bias)[:, :, 0]  # [B, 2C, W]
                 from_above[i] = h_taps[i][4][:, :, None] + F.conv1d(v_pre, layer.v_to_h.weight[..., 0])
-                if i + 1 < len(self.layers):
-                    nxt = self.layers[i + 1]
-                    v_in[i + 1][:, :, r + nxt.rows - 1, nxt.half : nxt.half + width] = _gate(v_pre + h_taps[i][3][:, :, None], 1)
+                if i + 1 < len(layers):
+                    nxt = layers[i + 1]
+                    v_in[i + 1][:, :, r + nxt.rows - 1, nxt.side : nxt.side + width] = _gate(v_pre + h_taps[i][3][:, :, None], 1)
             for buffer in h_in:  # a new row starts with an empty left context
                 buffer.zero_()
         return x
@@ -276,7 +283,7 @@ class PixelCNNDistribution(Distribution):
         logits = self.decoder.logits(value, self.z)
         return Independent(Bernoulli(logits=logits), 3).log_prob(value)
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         sample_shape = torch.Size(sample_shape)
         n = sample_shape.numel()
         z = self.z.detach().repeat(n, 1)  # sample-major: [n * B, dim]
