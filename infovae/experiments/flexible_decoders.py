@@ -182,7 +182,7 @@ def evaluate_model(
 def _evaluate_model(model: VAE, name: str, config: FlexibleDecodersConfig, data: dict[str, torch.Tensor],
                     classifier: torch.nn.Module) -> tuple[dict, torch.Tensor]:
     z = encode_codes(model, data["x_codes"])
-    out = {
+    out: dict[str, float | list[float] | None] = {
         "full_batch_mmd": full_batch_mmd(z, model.prior()),
         "log_det_total": log_det_covariance(z).total,
     }
@@ -229,7 +229,7 @@ def information_metrics(model: VAE, name: str, config: FlexibleDecodersConfig, d
 
 
 def _information_metrics(model: VAE, name: str, config: FlexibleDecodersConfig, data: dict[str, torch.Tensor]) -> dict:
-    out = {}
+    out: dict[str, float | None] = {}
     # sampled codes, as in the authors' code: they carry exactly the information z has about x
     # (encoder means of a collapsed posterior can still vary with x, by amounts that q(z|x) drowns)
     features = encode_codes(model, data["x_pool"])
@@ -301,7 +301,8 @@ def run(
             model, history = train_pixelcnn_model(name, dim, config.setup, cache=cache, progress=progress)
             metrics, shown = evaluate_cached(model, name, dim, config.setup, config, data, classifier, cache)
             results["metrics"][name][str(dim)] = metrics
-            track = {"steps": history["loss"][0], **{k: history[k][1] for k in ("reconstruction", "kl") if k in history}}
+            track: dict[str, list] = {"steps": history["loss"][0],
+                                      **{k: history[k][1] for k in ("reconstruction", "kl") if k in history}}
             if "full_batch_mmd" in history:
                 track.update(mmd_steps=history["full_batch_mmd"][0], mmd=history["full_batch_mmd"][1])
             results["tracking"][name][str(dim)] = track

@@ -217,14 +217,16 @@ def pretrained_decoder(
     path = trained_model_path("information-preference", f"pretrain-l{layers}-s{seed}", _description(config, **what))
     with seeded(seed, device):
         model = VAE(ZeroEncoder(config.latent_dim), _decoder(config, layers))
+    decoder = model.decoder
+    assert isinstance(decoder, PixelCNNDecoder)
     if cache and load_trained_model(path, model, device) is not None:
-        return model.decoder.to(device)
+        return decoder.to(device)
     if config.pretrain_steps:
         Trainer(model, InfoVAELoss.autoencoder(), x_train, _train_config(config, config.pretrain_steps, seed, progress),
                 device=device).run()
     if cache:
         save_trained_model(path, model, {})
-    return model.decoder
+    return decoder
 
 
 def run_path(config: PreferenceConfig, objective: str, layers: int, seed: int, beta: float | None = None):

@@ -200,8 +200,8 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
         for b in config.models[i + 1 :]
     }
     table1 = [n for n in config.models if n in TABLE1_MODELS]
-    results["ranking"] = sorted(table1, key=best.get)
-    results["paper_ranking"] = sorted(table1, key=PAPER_TABLE1.get)
+    results["ranking"] = sorted(table1, key=lambda n: best[n])
+    results["paper_ranking"] = sorted(table1, key=lambda n: PAPER_TABLE1[n])
     results["epochs"] = config.setup.iterations * config.setup.batch_size / 50_000
     return Outcome("table1", config, results, {"table1": plot_table1(results, config)}, seconds=time.perf_counter() - start)
 
@@ -217,7 +217,7 @@ def across_seeds(nlls: list[float], stderrs: list[float]) -> dict[str, float]:
             "stderr": math.hypot(se_seeds, se_within)}
 
 
-def paired_difference_over_seeds(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict[str, float]:
+def paired_difference_over_seeds(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict[str, float | list[float]]:
     """Mean of a - b over seeds (seed s of a paired with seed s of b) and the same test images,
     with a standard error from the spread over seeds and over images."""
     per_seed = [paired_difference(x, y) for x, y in zip(a, b, strict=True)]
@@ -248,8 +248,8 @@ def plot_table1(results: dict, config: LogLikelihoodConfig) -> Figure:
     ours = [results["paired_differences"][f"{base} - {n}"] for n in others]
     ax_diff.errorbar(np.arange(len(others)) - 0.1, [-d["nll"] for d in ours], yerr=[2 * d["stderr"] for d in ours],
                      fmt="o", capsize=4, label="ours (paired, +-2 s.e.)")
-    paper = [PAPER_TABLE1.get("elbo" if n == AUTHORS_ELBO else n) - PAPER_TABLE1[base] for n in others]
-    ax_diff.plot(np.arange(len(others)) + 0.1, paper, "D", mfc="none", label="paper")
+    paper_diffs = [PAPER_TABLE1["elbo" if n == AUTHORS_ELBO else n] - PAPER_TABLE1[base] for n in others]
+    ax_diff.plot(np.arange(len(others)) + 0.1, paper_diffs, "D", mfc="none", label="paper")
     ax_diff.axhline(0, color="k", lw=0.8)
     ax_diff.set_xticks(np.arange(len(others)), [LABELS[n].replace(" (", "\n(") for n in others], fontsize=7)
     ax_diff.set_ylabel(f"NLL minus {LABELS[base]}'s, nats")

@@ -204,8 +204,10 @@ def _mmd_hook(x_track: torch.Tensor, seed: int):
     def hook(trainer: Trainer) -> dict[str, float]:
         # the same draws at every evaluation, on generators restored afterwards (no other device touched)
         with seeded(seed, trainer.device):
-            z = encode_codes(trainer.model, x_track)
-            return {"full_batch_mmd": full_batch_mmd(z, trainer.model.prior())}
+            model = trainer.model
+            assert isinstance(model, VAE)
+            z = encode_codes(model, x_track)
+            return {"full_batch_mmd": full_batch_mmd(z, model.prior())}
 
     return hook
 
@@ -255,9 +257,9 @@ def train_pixelcnn_model(
     hooks = [_mmd_hook(x_track, setup.seed + 7)] if setup.track_every else []
     trainer = Trainer(model, make_loss(name, latent_dim, setup), x_train, config, hooks=hooks, device=device)
     start = time.perf_counter()
-    history = trainer.run()
+    series = trainer.run().series
     seconds = time.perf_counter() - start
-    record = {k: [list(s), list(v)] for k, (s, v) in history.series.items()}
+    record = {k: [list(s), list(v)] for k, (s, v) in series.items()}
     record["seconds"] = [[setup.iterations], [seconds]]
     if cache:
         save_trained_model(path, model, record, setup=asdict(setup))
