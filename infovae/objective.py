@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, resolve_bandwidth, stein_loss
-from .vae import check_decoder_output, check_encoder_output
+from .vae import VAE, check_decoder_output, check_encoder_output
 
 DIVERGENCES: tuple[str, ...] = ("mmd", "stein", "js", "wgan-gp", "none")
 ADVERSARIAL: tuple[str, ...] = ("js", "wgan-gp")
@@ -359,7 +359,7 @@ class InfoVAELoss(nn.Module):
         critic = self._get_critic(z)
         return critic(z, self._prior_samples(self.num_prior_samples, z))
 
-    def forward(self, model: nn.Module, x: Tensor) -> InfoVAEOutput:
+    def forward(self, model: VAE, x: Tensor) -> InfoVAEOutput:
         """Eq. (6) on the batch ``x`` for ``model`` (an ``infovae.VAE``)."""
         if not isinstance(model, nn.Module) or not callable(getattr(model, "prior", None)):
             raise TypeError(f"model must be an infovae.VAE-like module (encoder, decoder, prior), got {type(model).__name__}")

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import trange
 
 from .divergences import kernel_stein_discrepancy
+from .vae import VAE
 from .objective import InfoVAELoss, InfoVAEOutput, prior_score
 
 MEASURABLE: tuple[str, ...] = ("mmd", "stein")
@@ -70,7 +71,7 @@ def _positive_int(name: str, value: int, minimum: int) -> int:
     return value
 
 
-def _measure(model: nn.Module, loss_fn: InfoVAELoss, x: Tensor, repeats: int, divergence: str) -> tuple[Tensor, Tensor]:
+def _measure(model: VAE, loss_fn: InfoVAELoss, x: Tensor, repeats: int, divergence: str) -> tuple[Tensor, Tensor]:
     rec, div = [], []
     with torch.no_grad():
         for _ in range(repeats):
@@ -84,7 +85,7 @@ def _measure(model: nn.Module, loss_fn: InfoVAELoss, x: Tensor, repeats: int, di
 
 
 def suggest_lambda(
-    model: nn.Module,
+    model: VAE,
     x: Tensor,
     *,
     ratio: float = 1.0,

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..networks import PointMass
-from ..vae import check_decoder_output
+from ..vae import VAE, check_decoder_output
 from ._common import check_count, check_model, distribution_checks, evaluating
 
 PROPOSALS: tuple[str, ...] = ("encoder", "prior", "mixture")
@@ -91,7 +91,7 @@ def _image_batches(x: torch.Tensor, num_samples: int, chunk_size: int) -> tuple[
 
 
 def _log_weights(
-    model: nn.Module, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int
+    model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(z [s, b, dim], log w [s, b])`` chunk by chunk for one batch ``x [b, ...]``."""
     b = x.shape[0]
@@ -117,7 +117,7 @@ def _log_weights(
 
 
 def _check(
-    model: nn.Module, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, name: str = "num_samples"
+    model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, name: str = "num_samples"
 ) -> None:
     check_model(model, x)
     check_count(name, num_samples)
@@ -130,7 +130,7 @@ def _check(
 
 @torch.inference_mode()
 def log_likelihood_with_error(
-    model: nn.Module,
+    model: VAE,
     x: torch.Tensor,
     num_samples: int = 5000,
     *,
@@ -186,7 +186,7 @@ def log_likelihood_with_error(
 
 
 def log_likelihood(
-    model: nn.Module,
+    model: VAE,
     x: torch.Tensor,
     num_samples: int = 5000,
     *,
@@ -203,7 +203,7 @@ def log_likelihood(
 
 @torch.inference_mode()
 def posterior_samples(
-    model: nn.Module,
+    model: VAE,
     x: torch.Tensor,
     num_samples: int = 100,
     *,

@@ -21,7 +21,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ..divergences import mmd
-from ..vae import check_decoder_output
+from ..vae import VAE, check_decoder_output
 from ._common import check_count, check_images, check_model, evaluating
 
 
@@ -65,7 +65,7 @@ def mixture_log_density(z: torch.Tensor, means: torch.Tensor, stds: torch.Tensor
 
 @torch.inference_mode()
 def encode_codes(
-    model: nn.Module, x: torch.Tensor, *, sample: bool = True, batch_size: int = 1000
+    model: VAE, x: torch.Tensor, *, sample: bool = True, batch_size: int = 1000
 ) -> torch.Tensor:
     """Codes of a data set: z_n ~ q(z|x_n) (or the encoder's mean), ``[N, dim]``.
 
@@ -140,7 +140,7 @@ def log_det_covariance(z: torch.Tensor) -> LogDetCovariance:
 
 @torch.inference_mode()
 def mutual_information(
-    model: nn.Module, x: torch.Tensor, *, num_samples: int = 1, batch_size: int = 1000
+    model: VAE, x: torch.Tensor, *, num_samples: int = 1, batch_size: int = 1000
 ) -> float:
     """I_q(x; z) of the joint q(x, z) = p_D(x) q(z|x), p_D uniform over the images ``x``.
 
@@ -177,7 +177,7 @@ def mutual_information(
 
 
 @torch.inference_mode()
-def shuffled_code_gap(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> float:
+def shuffled_code_gap(model: VAE, x: torch.Tensor, *, batch_size: int = 1000) -> float:
     """Nats of log p(x|z) the decoder loses when each image gets another image's code.
 
     Estimates E_{q(x,z)} log p(x|z) - E_{p_D(x) q(z)} log p(x|z): codes z_i ~ q(z|x_i) are
@@ -215,7 +215,7 @@ def shuffled_code_gap(model: nn.Module, x: torch.Tensor, *, batch_size: int = 10
 
 @torch.inference_mode()
 def active_units(
-    model: nn.Module, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000
+    model: VAE, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000
 ) -> ActiveUnits:
     """Latent dimensions in use: A_u = Var_x(E_{q(z|x)}[z_u]) > ``threshold`` (Burda et al. 2016).
 
