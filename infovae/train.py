@@ -175,7 +175,7 @@ def _make_optimizer(params: Sequence[nn.Parameter], config: TrainConfig, device:
     return torch.optim.RMSprop(params, lr=config.lr)
 
 
-def _auxiliary_optimizers(loss_fn: nn.Module) -> list[torch.optim.Optimizer]:
+def _auxiliary_optimizers(loss_fn: object) -> list[torch.optim.Optimizer]:
     """Optimisers that live inside the loss (adversarial critics), to checkpoint them too."""
     if not isinstance(loss_fn, nn.Module):
         return []
@@ -417,7 +417,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if getattr(self.loss_fn, "has_auxiliary", False):
-                values.update(self.loss_fn.auxiliary_step(out.z.detach()))
+                values.update(getattr(self.loss_fn, "auxiliary_step")(out.z.detach()))
         if self.config.clip == "value":
             nn.utils.clip_grad_value_(self.model.parameters(), self.config.clip_value)
         elif self.config.clip == "norm":
@@ -492,8 +492,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _objective(self) -> dict | None:
-        config = getattr(self.loss_fn, "config", None)
-        return config.as_dict() if hasattr(config, "as_dict") else None
+        as_dict = getattr(getattr(self.loss_fn, "config", None), "as_dict", None)
+        return as_dict() if callable(as_dict) else None
 
     def state_dict(self) -> dict:
         """Everything needed to resume exactly: parameters, optimisers, random states, data order,

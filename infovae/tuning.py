@@ -72,12 +72,14 @@ def _positive_int(name: str, value: int, minimum: int) -> int:
 
 
 def _measure(model: VAE, loss_fn: InfoVAELoss, x: Tensor, repeats: int, divergence: str) -> tuple[Tensor, Tensor]:
-    rec, div = [], []
+    rec: list[Tensor] = []
+    div: list[Tensor] = []
     with torch.no_grad():
         for _ in range(repeats):
             out: InfoVAEOutput = loss_fn(model, x)
             rec.append(out.reconstruction.mean())
             if divergence == "mmd":
+                assert out.divergence is not None  # weight 1 in the probe
                 div.append(out.divergence)
             else:
                 div.append(kernel_stein_discrepancy(out.z, prior_score(model.prior(), out.z), loss_fn.bandwidth))
@@ -148,10 +150,10 @@ def suggest_lambda(
         )
     if divergence not in MEASURABLE:
         raise ValueError(f"unknown divergence {divergence!r}; choose one of {', '.join(MEASURABLE)}")
-    mmd_options = dict(kernel=kernel, bandwidth=bandwidth, estimator=estimator, num_prior_samples=num_prior_samples)
     # alpha = lambda = 1 gives the reconstruction and D with weight 1 and no KL term (so point-mass
     # encoders work too); only the parts are used. InfoVAELoss checks the kernel and the estimator.
-    probe = InfoVAELoss(alpha=1.0, lam=1.0, divergence="mmd" if divergence == "mmd" else "none", **mmd_options)
+    probe = InfoVAELoss(alpha=1.0, lam=1.0, divergence="mmd" if divergence == "mmd" else "none", kernel=kernel,
+                        bandwidth=bandwidth, estimator=estimator, num_prior_samples=num_prior_samples)
     work = copy.deepcopy(model)  # forward passes in training mode update batch-norm statistics
     work.train()
 
@@ -166,7 +168,8 @@ def suggest_lambda(
 
     lam, rec, div = suggest()
     if steps:
-        loss_fn = InfoVAELoss(alpha=alpha, lam=lam, divergence=divergence, **mmd_options)
+        loss_fn = InfoVAELoss(alpha=alpha, lam=lam, divergence=divergence, kernel=kernel, bandwidth=bandwidth,
+                              estimator=estimator, num_prior_samples=num_prior_samples)
         optimizer = torch.optim.Adam(work.parameters(), lr=lr)
         for _ in trange(steps, desc="suggest_lambda", disable=not progress, leave=False):
             optimizer.zero_grad()

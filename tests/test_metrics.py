@@ -368,7 +368,7 @@ def test_active_units():
     ).double()
     torch.manual_seed(13)
     out = active_units(model, torch.randn(5000, 2, dtype=F64))
-    assert out.count == 1
+    assert out.num_active == 1
     # variances 1, 0.0025, 0 within 4 s.d. (sqrt(2 / N) relative)
     assert torch.allclose(out.variances, torch.tensor([1.0, 0.0025, 0.0], dtype=F64), rtol=0.08, atol=1e-12)
 

@@ -16,7 +16,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import matplotlib.pyplot as plt
 import torch
@@ -38,7 +38,7 @@ def config_for_profile(config_class: type[C], profile: str, overrides: dict[str,
     """
     if profile not in overrides:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(overrides)}")
-    return replace(config_class(), **overrides[profile])
+    return replace(cast(Any, config_class()), **overrides[profile])
 
 
 def resolve_config(config: C | str | None, config_class: type[C]) -> C:
@@ -49,7 +49,7 @@ def resolve_config(config: C | str | None, config_class: type[C]) -> C:
     if isinstance(config, str):
         if config not in PROFILES:
             raise ValueError(f"unknown profile {config!r}; choose one of {', '.join(PROFILES)}")
-        return config_class.for_profile(config)
+        return getattr(config_class, "for_profile")(config)
     if not isinstance(config, config_class):
         raise TypeError(f"config must be a {config_class.__name__} or a profile name, got {type(config).__name__}")
     return config

@@ -33,9 +33,10 @@ class LogDetCovariance(NamedTuple):
 
 
 class ActiveUnits(NamedTuple):
-    """``count`` of latent dimensions with ``variances`` (``[dim]``) above the threshold."""
+    """``num_active`` latent dimensions with ``variances`` (``[dim]``) above the threshold (the field is
+    not called ``count``, which would shadow ``tuple.count``)."""
 
-    count: int
+    num_active: int
     variances: torch.Tensor
 
 
