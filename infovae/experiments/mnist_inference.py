@@ -133,7 +133,7 @@ def train_model(
     x_eval: torch.Tensor | None = None,
     progress: bool = True,
     cache_description: dict | None = None,
-) -> tuple[VAE, dict[str, list[list[float]]]]:
+) -> tuple[VAE, dict[str, list]]:
     """Train a DCGAN VAE on ``data`` (already binarized).
 
     Returns the model and its history, ``{name: [steps, values]}``: the losses (means over
@@ -156,6 +156,7 @@ def train_model(
             return model.to(get_device()).eval(), history
 
     def log_det(trainer: Trainer) -> dict[str, float]:
+        assert isinstance(trainer.model, VAE) and x_eval is not None  # the hook runs only with x_eval
         means, stds = aggregate_posterior(trainer.model, x_eval)
         return {"log_det_test": log_det_covariance(means + stds * torch.randn_like(means)).total}
 
@@ -172,8 +173,8 @@ def train_model(
     )
     hooks = [log_det] if x_eval is not None else []
     start = time.perf_counter()
-    history = Trainer(model, make_loss(objective, config), data, train_config, hooks, device=get_device()).run()
-    record = {name: [history.steps(name), history[name]] for name in history.names}
+    trained = Trainer(model, make_loss(objective, config), data, train_config, hooks, device=get_device()).run()
+    record: dict[str, list] = {name: [trained.steps(name), trained[name]] for name in trained.names}
     record["seconds"] = [[config.iterations], [time.perf_counter() - start]]
     if path is not None:
         save_trained_model(path, model, record)
@@ -342,9 +343,9 @@ def plot_fig3(aggregates: dict[str, tuple[torch.Tensor, torch.Tensor]], results:
     levels = np.linspace(0, 0.2, 11)[1:]
     for ax, (title, log_density) in zip(axes, panels.items()):
         ax.contour(grid.numpy(), grid.numpy(), log_density.exp().reshape(len(grid), len(grid)).numpy(), levels=levels, cmap="viridis")
-        obj = next((o for o in OBJECTIVES if LABELS[o] in title), None)
-        if obj:
-            title += f"\nKL(q(z)||p(z)) = {results['fig3'][obj]['kl']:.2f} nats"
+        shown = next((o for o in OBJECTIVES if LABELS[o] in title), None)
+        if shown:
+            title += f"\nKL(q(z)||p(z)) = {results['fig3'][shown]['kl']:.2f} nats"
         ax.set(title=title, xlabel="z1", ylabel="z2", aspect="equal")
     fig.suptitle("Fig. 3 reproduced (N = 500, z = 2). Paper: MMD-VAE's q(z) almost identical to p(z), ELBO's far off")
     fig.tight_layout()

@@ -153,15 +153,17 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.sort().values - b.sort().values).abs().mean())
 
 
-def train(name: str, config: TwoPointsConfig, progress: bool = True) -> tuple[VAE, dict[str, list[float]]]:
+def train(name: str, config: TwoPointsConfig, progress: bool = True) -> tuple[VAE, dict[str, list]]:
     """Train model ``name`` on the two points; returns it and its posterior trajectory."""
     torch.manual_seed(config.seed)
     model = build_vae("toy", 1)
     data = two_point_data(config.data_size, seed=config.seed)
 
     def record(trainer: Trainer) -> dict[str, float]:
+        assert isinstance(trainer.model, VAE)
         mean, std = posteriors(trainer.model)
-        return {"mean_minus": mean[0], "mean_plus": mean[1], "std_minus": std[0], "std_plus": std[1]}
+        return {"mean_minus": float(mean[0]), "mean_plus": float(mean[1]), "std_minus": float(std[0]),
+                "std_plus": float(std[1])}
 
     train_config = TrainConfig(
         iterations=config.iterations,
@@ -176,8 +178,8 @@ def train(name: str, config: TwoPointsConfig, progress: bool = True) -> tuple[VA
     trainer = Trainer(model, make_loss(name, config), data, train_config, hooks=[record], device=get_device())
     history = trainer.run()
     keys = ("loss", "mean_minus", "mean_plus", "std_minus", "std_plus")
-    trajectory = {"step": history.steps("loss"), **{k: history[k] for k in keys}}
-    return trainer.model.eval(), trajectory
+    trajectory: dict[str, list] = {"step": history.steps("loss"), **{k: history[k] for k in keys}}
+    return model.eval(), trajectory
 
 
 def summarize(model: VAE, config: TwoPointsConfig) -> dict:
@@ -206,7 +208,7 @@ def plot_fig1(models: dict[str, VAE], config: TwoPointsConfig) -> Figure:
     fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 6.5), squeeze=False)
     for col, (name, model) in enumerate(models.items()):
         mean, std = posteriors(model)
-        reach = float(max(4.0, (mean.abs() + 4 * std).max()))
+        reach = max(4.0, float((mean.abs() + 4 * std).max()))
         z = np.linspace(-reach, reach, 4001)
         top, bottom = axes[0, col], axes[1, col]
         for i, source in enumerate(("x=-1", "x=+1")):
