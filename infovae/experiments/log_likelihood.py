@@ -240,7 +240,7 @@ def plot_table1(results: dict, config: LogLikelihoodConfig) -> Figure:
         ax.plot(i + 0.15, r["prior"]["nll"], "^", color="0.6", ms=5, label="prior, p(z) (seed 1)" if i == 0 else None)
         paper = PAPER_TABLE1.get("elbo" if n == AUTHORS_ELBO else n)
         ax.plot(i + 0.3, paper, "D", mfc="none", color=COLORS[n], label="paper" if i == 0 else None)
-    ax.set_xticks(x, [LABELS[n].replace(" (", "\n(") for n in names], fontsize=7, rotation=30, ha="right")
+    ax.set_xticks(x, [LABELS[n].replace(" (", "\n(") for n in names], fontsize=7)
     ax.set_ylabel("-log p(x), nats")
     ax.legend(fontsize=7)
     base = names[0]
@@ -251,8 +251,7 @@ def plot_table1(results: dict, config: LogLikelihoodConfig) -> Figure:
     paper_diffs = [PAPER_TABLE1["elbo" if n == AUTHORS_ELBO else n] - PAPER_TABLE1[base] for n in others]
     ax_diff.plot(np.arange(len(others)) + 0.1, paper_diffs, "D", mfc="none", label="paper")
     ax_diff.axhline(0, color="k", lw=0.8)
-    ax_diff.set_xticks(np.arange(len(others)), [LABELS[n].replace(" (", "\n(") for n in others], fontsize=7, rotation=30,
-                       ha="right")
+    ax_diff.set_xticks(np.arange(len(others)), [LABELS[n].replace(" (", "\n(") for n in others], fontsize=7)
     ax_diff.set_ylabel(f"NLL minus {LABELS[base]}'s, nats")
     ax_diff.legend(fontsize=7)
     return fig
