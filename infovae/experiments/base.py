@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
@@ -115,6 +116,14 @@ def save_trained_model(path: Path, model: nn.Module, history: dict, **extra: Any
         save_checkpoint({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "history": history, **extra}, path)
     except OSError:
         pass
+
+
+def seed_summary(values: list[float]) -> dict[str, float]:
+    """Mean over training seeds, its standard error (sample s.d. / sqrt(n); 0 for one seed),
+    min, max and the number of seeds ``n``."""
+    arr = np.asarray(values, dtype=float)
+    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
+    return {"mean": float(arr.mean()), "se": se, "min": float(arr.min()), "max": float(arr.max()), "n": len(arr)}
 
 
 def cached_evaluation(model_path: Path, description: dict[str, Any], compute: Any) -> Any:

@@ -46,7 +46,7 @@ from ..metrics import (
 )
 from ..runtime import PROFILES, get_device, seeded
 from ..vae import VAE
-from .base import Outcome, cached_evaluation, config_for_profile, resolve_config
+from .base import Outcome, cached_evaluation, config_for_profile, resolve_config, seed_summary
 from .pixelcnn_models import (
     AUTHORS_ELBO,
     COLORS,
@@ -316,7 +316,7 @@ def run(
 def focus_seed_runs(config: FlexibleDecodersConfig, data: dict[str, torch.Tensor], classifier: torch.nn.Module,
                     results: dict, cache: bool = True, progress: bool = True) -> dict:
     """Every model at ``focus_dim`` over ``focus_seeds`` (and the authors'-weighted ELBO): the
-    per-seed metrics and their mean and standard error (``summarize``)."""
+    per-seed metrics and their mean and standard error (``base.seed_summary``)."""
     dim, numbers = config.focus_dim, ("full_batch_mmd", "log_det_total", "class_cross_entropy",
                                       "class_confidence", "semi_supervised_error", "mutual_information", "shuffled_gap")
     names = list(config.models) + ([AUTHORS_ELBO] if config.authors_weighting and "elbo" in config.models else [])
@@ -332,17 +332,10 @@ def focus_seed_runs(config: FlexibleDecodersConfig, data: dict[str, torch.Tensor
                 metrics, _ = evaluate_cached(model, name, dim, setup, config, data, classifier, cache)
             per_seed[name].append({"seed": seed, **{q: metrics.get(q) for q in numbers}})
     summary = {
-        name: {q: summarize([r[q] for r in runs]) for q in numbers if all(r[q] is not None for r in runs)}
+        name: {q: seed_summary([r[q] for r in runs]) for q in numbers if all(r[q] is not None for r in runs)}
         for name, runs in per_seed.items()
     }
     return {"focus_seeds": per_seed, "focus_summary": summary}
-
-
-def summarize(values: list[float]) -> dict[str, float]:
-    """Mean, standard error over seeds (0 for one seed), min and max."""
-    arr = np.asarray(values, dtype=float)
-    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
-    return {"mean": float(arr.mean()), "se": se, "min": float(arr.min()), "max": float(arr.max()), "n": len(arr)}
 
 
 def isotropic_mmd(log_det_total: float, dim: int) -> float:

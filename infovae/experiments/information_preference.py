@@ -55,6 +55,7 @@ from ..vae import VAE
 from .base import (
     Outcome,
     cached_evaluation,
+    seed_summary,
     config_for_profile,
     load_trained_model,
     resolve_config,
@@ -309,13 +310,6 @@ def load_data(config: PreferenceConfig) -> dict[str, torch.Tensor]:
     }
 
 
-def summarize(values: list[float]) -> dict[str, float]:
-    """Mean and standard error over seeds (s.e. 0 for one seed)."""
-    arr = np.asarray(values, dtype=float)
-    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
-    return {"mean": float(arr.mean()), "se": se, "min": float(arr.min()), "max": float(arr.max())}
-
-
 def run(config: PreferenceConfig | str | None = None, progress: bool = True, cache: bool = True) -> Outcome:
     """Train every run of ``config`` (or load it from the cache) and measure it."""
     config = resolve_config(config, PreferenceConfig)
@@ -346,7 +340,7 @@ def run(config: PreferenceConfig | str | None = None, progress: bool = True, cac
         one("beta", config.layers, config.seeds[0], beta)
     main = {
         objective: {
-            metric: summarize([r[metric] for r in runs if r["objective"] == objective and r["layers"] == config.layers])
+            metric: seed_summary([r[metric] for r in runs if r["objective"] == objective and r["layers"] == config.layers])
             for metric in METRICS
         }
         for objective in config.objectives
