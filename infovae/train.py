@@ -8,9 +8,11 @@ minibatch stochastic gradient descent:
   ``binarize="stochastic"`` (MNIST), binarizes it afresh (dynamic binarization, ``infovae.data``);
 * the model's gradient is computed; for adversarial divergences the critic is then trained
   one step on the detached codes (``loss_fn.auxiliary_step``, its own optimiser), before
-  the model's optimiser step (Adam, fused where the device has the kernel, or RMSProp),
-  after optional gradient clipping (by value to [-c, c], as the PixelCNN experiments, or
-  by global norm);
+  the model's optimiser step (any ``torch.optim`` optimiser by name, with its options;
+  Adam by default, fused where the device has the kernel; or one the caller builds), after
+  optional gradient clipping (by value to [-c, c], as the PixelCNN experiments, or by global
+  norm), then one step of the learning-rate scheduler, if any (any
+  ``torch.optim.lr_scheduler`` class by name, stepped once per optimiser step);
 * every quantity of the loss (and of the critic) is averaged over ``log_every`` steps into
   ``trainer.history``; evaluation hooks run every ``eval_every`` steps and are logged too.
 
@@ -38,6 +40,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import pickle
@@ -56,11 +59,35 @@ from .data import binarize_images
 from .precision import PRECISIONS, autocast_networks, resolve_precision
 from .runtime import get_device
 
-OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
+
+def _classes(module: object, base: type, exclude: tuple[str, ...] = ()) -> dict[str, type]:
+    """The public subclasses of ``base`` in ``module``, by lower-case name."""
+    found = {}
+    for name in dir(module):
+        cls = getattr(module, name)
+        if (isinstance(cls, type) and issubclass(cls, base) and cls is not base
+                and not name.startswith("_") and name not in exclude):
+            found[name.lower()] = cls
+    return found
+
+
+# every optimiser of torch.optim, by lower-case class name ("adam", "adamw", "sgd", "rmsprop", ...)
+_OPTIMIZER_CLASSES = _classes(torch.optim, torch.optim.Optimizer, exclude=("LBFGS", "SparseAdam"))
+OPTIMIZERS: tuple[str, ...] = tuple(sorted(_OPTIMIZER_CLASSES))
+# the schedulers of torch.optim.lr_scheduler that are set by plain options and stepped once per
+# step (not those built from other schedulers or functions, nor ReduceLROnPlateau, which needs a metric)
+_SCHEDULER_CLASSES = _classes(
+    torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler,
+    exclude=("LRScheduler", "ChainedScheduler", "SequentialLR", "LambdaLR", "MultiplicativeLR"),
+)
+SCHEDULERS: tuple[str, ...] = tuple(sorted(_SCHEDULER_CLASSES))
 CLIPPING: tuple[str | None, ...] = (None, "value", "norm")
 CHECKPOINT_FORMAT = 1
 # Settings that must match when a run resumes (the others, e.g. iterations, may change).
-RESUME_KEYS: tuple[str, ...] = ("batch_size", "optimizer", "lr", "clip", "clip_value", "binarize", "seed", "precision")
+RESUME_KEYS: tuple[str, ...] = (
+    "batch_size", "optimizer", "optimizer_options", "lr", "scheduler", "scheduler_options", "clip", "clip_value",
+    "binarize", "seed", "precision",
+)
 
 EvalHook = Callable[["Trainer"], Mapping[str, float]]
 
@@ -76,8 +103,15 @@ class TrainConfig:
     Attributes:
         iterations: total number of optimiser steps of ``run()``.
         batch_size: images per step.
-        optimizer: ``"adam"`` (fused where available) or ``"rmsprop"``.
-        lr: learning rate.
+        optimizer: the lower-case name of a ``torch.optim`` optimiser (``OPTIMIZERS``:
+            ``"adam"``, fused where available, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ...).
+        optimizer_options: its keyword arguments other than ``lr`` (plain values), e.g.
+            ``{"betas": [0.5, 0.999]}`` or ``{"momentum": 0.9}``.
+        lr: learning rate (the initial one, if a scheduler changes it).
+        scheduler: ``None`` or the lower-case name of a ``torch.optim.lr_scheduler`` class
+            (``SCHEDULERS``: ``"cosineannealinglr"``, ``"steplr"``, ``"linearlr"``, ...), stepped
+            once per optimiser step; the learning rate is logged as ``"lr"``.
+        scheduler_options: its keyword arguments, e.g. ``{"T_max": 10000}``.
         clip: ``None``, ``"value"`` (each gradient entry clipped to [-clip_value, clip_value])
             or ``"norm"`` (global gradient norm at most clip_value).
         clip_value: the clipping threshold.
@@ -96,7 +130,10 @@ class TrainConfig:
     iterations: int = 1000
     batch_size: int = 100
     optimizer: str = "adam"
+    optimizer_options: dict = field(default_factory=dict)
     lr: float = 1e-4
+    scheduler: str | None = None
+    scheduler_options: dict = field(default_factory=dict)
     clip: str | None = None
     clip_value: float = 1.0
     binarize: str | None = None
@@ -128,7 +165,21 @@ class TrainConfig:
         if self.checkpoint is not None:
             self.checkpoint = os.fspath(self.checkpoint)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS} (torch.optim, lower case), got {self.optimizer!r}")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"scheduler must be None or one of {SCHEDULERS} (torch.optim.lr_scheduler, lower case), got {self.scheduler!r}"
+            )
+        for name in ("optimizer_options", "scheduler_options"):
+            options = getattr(self, name)
+            if not isinstance(options, dict):
+                raise TypeError(f"{name} must be a dict of keyword arguments, got {type(options).__name__}")
+            _check_plain(name, options)
+        if self.scheduler is None and self.scheduler_options:
+            raise ValueError("scheduler_options were given without a scheduler: set scheduler=... or drop them")
+        # build both once on a dummy parameter: torch names bad option values here, not mid-run
+        optimizer = _make_optimizer([nn.Parameter(torch.zeros(1))], self, torch.device("cpu"))
+        _make_scheduler(optimizer, self)
         if self.clip not in CLIPPING:
             raise ValueError(f"clip must be one of {CLIPPING}, got {self.clip!r}")
         if self.binarize not in (None, "stochastic", "threshold"):
@@ -169,10 +220,41 @@ class History:
         return list(self.series)
 
 
+def _check_options(kind: str, cls: type, options: Mapping[str, object]) -> None:
+    """Refuse keyword arguments that ``cls`` does not take (and ``lr``, which is ``TrainConfig.lr``)."""
+    accepted = [p for p in list(inspect.signature(cls.__init__).parameters)[2:] if p not in ("lr", "verbose")]
+    unknown = sorted(set(options) - set(accepted))
+    if "lr" in options:
+        raise ValueError(f"{kind}_options must not set lr: the learning rate is TrainConfig.lr")
+    if unknown:
+        raise ValueError(f"{kind}_options {unknown}: {cls.__name__} does not take them; it takes {accepted}")
+
+
 def _make_optimizer(params: Sequence[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, fused=device.type in ("cuda", "cpu"))
-    return torch.optim.RMSprop(params, lr=config.lr)
+    """The optimiser ``config.optimizer`` with ``config.optimizer_options`` (Adam and AdamW fused
+    where the device has the kernel, unless the options choose an implementation)."""
+    cls = _OPTIMIZER_CLASSES[config.optimizer]
+    _check_options("optimizer", cls, config.optimizer_options)
+    options = dict(config.optimizer_options)
+    if config.optimizer in ("adam", "adamw") and not ({"fused", "foreach", "capturable", "differentiable"} & set(options)):
+        options["fused"] = device.type in ("cuda", "cpu")
+    try:
+        return cls(params, lr=config.lr, **options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"torch.optim rejects optimizer={config.optimizer!r} with options {config.optimizer_options}: {err}") from None
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The scheduler ``config.scheduler`` with ``config.scheduler_options`` over ``optimizer``."""
+    if config.scheduler is None:
+        return None
+    cls = _SCHEDULER_CLASSES[config.scheduler]
+    _check_options("scheduler", cls, config.scheduler_options)
+    try:
+        return cls(optimizer, **config.scheduler_options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"torch.optim.lr_scheduler rejects scheduler={config.scheduler!r} with options "
+                         f"{config.scheduler_options}: {err}") from None
 
 
 def _auxiliary_optimizers(loss_fn: object) -> list[torch.optim.Optimizer]:
@@ -306,6 +388,7 @@ class Trainer:
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
         self.hooks = list(hooks)
         self.optimizer = _make_optimizer(list(model.parameters()), config, self.device)
+        self.scheduler = _make_scheduler(self.optimizer, config)
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.binarize_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         # the model's own random stream (codes, prior samples): torch's global generators are
@@ -427,7 +510,11 @@ class Trainer:
             bad = [name for name, g in named if not bool(torch.isfinite(g).all())]
             self._stop(f"the gradient of {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} became non-finite "
                        "although the loss was finite", values)
+        if self.scheduler is not None:
+            values["lr"] = float(self.optimizer.param_groups[0]["lr"])  # the rate this step used
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         self.step += 1
         return values
 
@@ -514,6 +601,7 @@ class Trainer:
             "loss_fn": self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else {},
             "optimizer": self.optimizer.state_dict(),
             "auxiliary_optimizers": [opt.state_dict() for opt in _auxiliary_optimizers(self.loss_fn)],
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": rng,
             "order": self._order,
             "cursor": self._cursor,
@@ -524,9 +612,9 @@ class Trainer:
     def differences(self, state: Mapping) -> list[str]:
         """The settings of a ``state_dict()`` that differ from this trainer's (``RESUME_KEYS``,
         the objective and the data size), as ``"name: checkpoint X, now Y"``."""
-        now = asdict(self.config)
-        stored = state.get("config", {})
-        found = [f"{k}: checkpoint {stored[k]!r}, now {now[k]!r}" for k in RESUME_KEYS if k in stored and stored[k] != now[k]]
+        now, default = asdict(self.config), asdict(TrainConfig())
+        stored = {**default, **state.get("config", {})}  # a setting older checkpoints lack had its default
+        found = [f"{k}: checkpoint {stored[k]!r}, now {now[k]!r}" for k in RESUME_KEYS if stored[k] != now[k]]
         objective, stored_objective = self._objective(), state.get("objective")
         if objective is not None and stored_objective is not None:
             found += [
@@ -544,6 +632,8 @@ class Trainer:
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.load_state_dict(state["loss_fn"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         aux = _auxiliary_optimizers(self.loss_fn)
         if len(aux) != len(state["auxiliary_optimizers"]):
             raise ValueError(

@@ -20,6 +20,14 @@ def test_cache_keys_carry_the_code_and_torch(monkeypatch):
     assert base.trained_model_path("f", "m", {"n": 1}) != path  # other code: another file
 
 
+def test_the_code_key_ignores_docstrings_and_comments_only():
+    code = 'def f(x):\n    """Doc."""\n    return x + 1  # note\n'
+    assert base._code_only(code) == base._code_only('def f(x):\n    """Other words."""\n\n    return x + 1\n')
+    assert base._code_only(code) == base._code_only("def f(x):\n    return x + 1\n")
+    assert base._code_only(code) != base._code_only('def f(x):\n    """Doc."""\n    return x + 2\n')
+    assert base._code_only('X = "a"\n') != base._code_only('X = "b"\n')  # strings that are values count
+
+
 def test_a_corrupt_model_cache_is_named_and_retrained(tmp_path):
     path = tmp_path / "model.pt"
     path.write_bytes(os.urandom(500))

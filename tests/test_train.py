@@ -37,6 +37,12 @@ CASES = {
     "mlp-autoencoder": (
         lambda: build_vae("mlp", 4, deterministic=True), lambda: iv.InfoVAELoss.autoencoder(), dict(lr=1e-3, binarize="stochastic")
     ),
+    "mlp-elbo-adamw-steplr": (
+        lambda: build_vae("mlp", 4),
+        lambda: iv.InfoVAELoss.elbo(),
+        dict(lr=1e-3, binarize="stochastic", optimizer="adamw", optimizer_options={"weight_decay": 1e-4},
+             scheduler="steplr", scheduler_options={"step_size": 3, "gamma": 0.8}),
+    ),
     "mlp-wgan": (
         lambda: build_vae("mlp", 4),
         lambda: iv.InfoVAELoss.adversarial(divergence="wgan-gp", latent_dim=4),
@@ -70,7 +76,7 @@ def test_short_training_lowers_the_loss(case, digits):
         assert "critic_loss" in history and "divergence" in history
 
 
-@pytest.mark.parametrize("case", ["mlp-mmd", "mlp-wgan", "pixelcnn-mmd"])
+@pytest.mark.parametrize("case", ["mlp-mmd", "mlp-wgan", "pixelcnn-mmd", "mlp-elbo-adamw-steplr"])
 def test_resume_continues_bit_for_bit(case, digits, tmp_path):
     """20 steps in one go == 7 steps, checkpoint, fresh objects, resume, 13 steps (CPU)."""
     straight = _trainer(case, digits, iterations=20, log_every=4)
@@ -189,7 +195,15 @@ def test_evaluate_averages_the_terms(digits):
 @pytest.mark.parametrize(
     "options,message",
     [
-        (dict(optimizer="sgd"), "optimizer"),
+        (dict(optimizer="sgd_"), "optimizer must be one of"),
+        (dict(optimizer="SGD"), "lower case"),
+        (dict(optimizer="sgd", optimizer_options={"momentum": -1.0}), "rejects optimizer='sgd'.*momentum"),
+        (dict(optimizer="sgd", optimizer_options={"betas": [0.5, 0.9]}), r"\['betas'\]: SGD does not take"),
+        (dict(optimizer="adam", optimizer_options={"lr": 0.1}), "must not set lr"),
+        (dict(scheduler="cosine"), "scheduler must be None or one of"),
+        (dict(scheduler="cosineannealinglr"), "rejects scheduler='cosineannealinglr'.*T_max"),
+        (dict(scheduler="steplr", scheduler_options={"step_size": 2, "warmup": 3}), r"\['warmup'\]"),
+        (dict(scheduler_options={"step_size": 2}), "without a scheduler"),
         (dict(clip="both"), "clip"),
         (dict(lr=0.0), "lr"),
         (dict(batch_size=0), "batch_size"),
@@ -200,6 +214,46 @@ def test_evaluate_averages_the_terms(digits):
 def test_config_is_validated(options, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**options)
+
+
+def test_config_options_must_be_plain_dicts():
+    with pytest.raises(TypeError, match="optimizer_options must be a dict"):
+        TrainConfig(optimizer_options=[("momentum", 0.9)])
+    with pytest.raises(TypeError, match="plain values"):
+        TrainConfig(optimizer="sgd", optimizer_options={"momentum": torch.tensor(0.9)})
+
+
+def test_sgd_step_is_the_closed_form(digits):
+    """Plain SGD (any torch.optim optimiser by name): after a step, p = p0 - lr * grad, up to the
+    rounding of one float32 operation (relative 2^-23 of |p|; 2^-22 allowed)."""
+    trainer = _trainer("mlp-mmd", digits, optimizer="sgd", lr=0.05)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train_step()
+    for name, p in trainer.model.named_parameters():
+        torch.testing.assert_close(p.detach(), before[name] - 0.05 * p.grad, rtol=2**-22, atol=1e-7)
+
+
+def test_a_scheduler_sets_the_rate_of_each_step(digits):
+    """Cosine annealing over 12 steps: the logged rate of step t (1-based) is the closed form
+    eta_min + (lr - eta_min) (1 + cos(pi (t - 1) / T)) / 2."""
+    lr, eta_min, T = 1e-3, 1e-5, 12
+    trainer = _trainer("mlp-mmd", digits, iterations=T, log_every=1, lr=lr,
+                       scheduler="cosineannealinglr", scheduler_options={"T_max": T, "eta_min": eta_min})
+    history = trainer.run()
+    expected = [eta_min + (lr - eta_min) * (1 + math.cos(math.pi * (t - 1) / T)) / 2 for t in range(1, T + 1)]
+    assert history.steps("lr") == list(range(1, T + 1))
+    torch.testing.assert_close(torch.tensor(history["lr"], dtype=torch.float64),
+                               torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert "lr" not in _trainer("mlp-mmd", digits, iterations=2, log_every=1).run()  # no scheduler: not logged
+
+
+def test_resume_refuses_another_optimizer_or_schedule(digits, tmp_path):
+    path = str(tmp_path / "ck.pt")
+    _trainer("mlp-elbo-adamw-steplr", digits, iterations=3, checkpoint=path).run()
+    other = _trainer("mlp-elbo-adamw-steplr", digits, iterations=6, checkpoint=path,
+                     scheduler_options={"step_size": 3, "gamma": 0.5}, optimizer="sgd", optimizer_options={})
+    with pytest.raises(ValueError, match=r"optimizer: checkpoint 'adamw', now 'sgd'.*scheduler_options"):
+        other.resume()
 
 
 def test_bad_data_is_rejected():

@@ -9,6 +9,7 @@ and ``python -m infovae reproduce <name>`` call the same function.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -67,9 +68,23 @@ WEIGHT_MODULES: tuple[str, ...] = (
 )
 
 
+def _code_only(source: str) -> str:
+    """The syntax tree of a module without its docstrings (comments and layout are not in it):
+    what the code computes, so that editing documentation does not retrain models."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> dict[str, str]:
-    """The package version, a SHA-256 of the source of ``WEIGHT_MODULES`` and torch's version.
+    """The package version, a SHA-256 of the code of ``WEIGHT_MODULES`` (their syntax trees
+    without docstrings, :func:`_code_only`) and torch's version.
 
     Part of every trained-model cache key, so a change to the networks', the objective's or the
     trainer's code (or another torch) trains again instead of serving an old model.
@@ -79,7 +94,7 @@ def code_fingerprint() -> dict[str, str]:
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for name in WEIGHT_MODULES:
-        h.update(name.encode() + b"\0" + (root / name).read_bytes())
+        h.update(name.encode() + b"\0" + _code_only((root / name).read_text()).encode())
     return {"infovae": __version__, "source": h.hexdigest()[:16], "torch": torch.__version__}
 
 
