@@ -1,10 +1,13 @@
-"""Benchmark: ``infovae.metrics.log_likelihood`` against pythae's ``get_nll`` (issue 6).
+"""Benchmark: ``infovae.metrics.log_likelihood`` against pythae's ``get_nll``, and on the book's PixelCNN.
 
-Both estimate log p(x) by importance sampling with q(z|x) as proposal on the same MLP VAE
-(784-512-5 encoder, 5-512-784 Bernoulli decoder, briefly trained on MNIST), on the same
-stochastically binarized test images, in one run:
+Part 1. Both estimate log p(x) by importance sampling with q(z|x) as proposal on the same
+MLP VAE (784-512-5 encoder, 5-512-784 Bernoulli decoder, briefly trained on MNIST), on the
+same stochastically binarized test images, in one run:
 
-* ``infovae``: ``log_likelihood_with_error`` (vectorised over images and samples, chunked);
+* ``infovae``: ``log_likelihood_with_error`` (vectorised over images and samples, chunked),
+  in float32 and, where the CPU has native bf16, with ``precision="bf16"`` (the networks in
+  bf16, everything else float32), whose error per image is measured against float32 on the
+  same codes (``infovae.metrics.precision_error``);
 * ``reference``: pythae 0.1.2's ``VAE.get_nll`` algorithm re-implemented line for line in
   plain PyTorch (a Python loop over images; per image, K / 100 batches of 100 copies of
   the image, each encoded again, then sampled and decoded; ``logsumexp`` at the end), so
@@ -14,12 +17,17 @@ stochastically binarized test images, in one run:
   ``pydantic>=2 cloudpickle imageio`` in a separate venv that sees this torch).
 
 All methods run under ``torch.no_grad``/``inference_mode`` with the same torch threads.
+Part 2. The Table 1 decoder (the gated PixelCNN of chapters 8-9 at the book profile,
+trained as chapter 8 trains it, or loaded from its cache): seconds per 1000 (image, sample)
+rows of the mixture estimate for several chunk sizes, float32 and bf16, and the bf16 error
+per image. pythae has no autoregressive decoder, so this part compares us with ourselves.
+
 Peak memory is the growth of the process's peak resident set during the call (Linux and
 glibc: freed heap returned by malloc_trim, peak reset through /proc/self/clear_refs).
 Times are wall clock and CPU time of the process (the CPU time is the fairer number on a
 machine shared with other jobs). Run::
 
-    python benchmarks/bench_metrics.py [--images 100] [--threads 1]
+    python benchmarks/bench_metrics.py [--images 100] [--threads 1] [--skip-pixelcnn]
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 import infovae as iv
-from infovae.metrics import log_likelihood_with_error
+from infovae.metrics import log_likelihood_with_error, precision_error
+from infovae.precision import native_bf16, network_region
 
 LATENT, HIDDEN, PIXELS, BATCH = 5, 512, 784, 100
 
@@ -56,7 +65,9 @@ class Nets(nn.Module):
         return self.mu(h), self.log_var(h)
 
     def logits(self, z):
-        return self.dec(z).view(-1, 1, 28, 28)
+        with network_region(z.device):  # bf16 under precision="bf16", as the package's networks
+            out = self.dec(z)
+        return out.float().view(-1, 1, 28, 28)
 
 
 class Encoder(nn.Module):
@@ -170,13 +181,8 @@ def measured(fn):
     return result, seconds, cpu_seconds, (kib("VmHWM") - before) / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=100, help="test images per measurement")
-    parser.add_argument("--steps", type=int, default=300, help="training steps before measuring")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def mlp_part(args) -> None:
+    """Part 1: ours (float32 at three chunk sizes, bf16) against pythae's get_nll, K = 1000."""
     iv.seed_everything(0)
     nets = Nets()
     model = iv.VAE(Encoder(nets), Decoder(nets))
@@ -185,17 +191,19 @@ def main() -> None:
     x = iv.load_mnist("test", binarize="stochastic", seed=0)[0][: args.images]
     per_1000 = 1000 / args.images
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), {args.images} test images; "
+        f"Part 1, MLP VAE: torch {torch.__version__}, {args.threads} thread(s), {args.images} test images; "
         "times scaled to 1000 images"
     )
-
+    bf16 = native_bf16("cpu")
+    runs = [(1000, 256, "fp32"), (1000, 1024, "fp32"), (1000, 4096, "fp32"), (5000, 1024, "fp32")]
+    runs += [(1000, 1024, "bf16"), (1000, 4096, "bf16")] if bf16 else []
     rows = {}
-    for k, chunk in ((1000, 256), (1000, 1024), (1000, 4096), (5000, 1024)):
+    for k, chunk, precision in runs:
         torch.manual_seed(1)
         out, *cost = measured(
-            lambda k=k, chunk=chunk: log_likelihood_with_error(model, x, k, chunk_size=chunk)
+            lambda k=k, chunk=chunk, p=precision: log_likelihood_with_error(model, x, k, chunk_size=chunk, precision=p)
         )
-        rows[f"infovae K={k} chunk={chunk}"] = (out.estimate.numpy(), out.stderr.numpy(), *cost)
+        rows[f"infovae K={k} chunk={chunk} {precision}"] = (out.estimate.numpy(), out.stderr.numpy(), *cost)
     torch.manual_seed(1)
     est, *cost = measured(lambda: reference_get_nll(nets, x, 1000))
     rows["reference get_nll K=1000"] = (est, None, *cost)
@@ -208,34 +216,77 @@ def main() -> None:
     else:
         print("pythae is not importable here: only the line-for-line reference of get_nll runs")
 
-    ours_name = "infovae K=1000 chunk=1024"
-    ours, ours_se = rows[ours_name][:2]
+    fp32_name = "infovae K=1000 chunk=1024 fp32"
+    ours, ours_se = rows[fp32_name][:2]
     # s.e. of a mean over the images: per-image Monte Carlo errors are independent, and the
     # reference (same estimator, same K) has the same per-image s.e. as ours
     se_diff = math.sqrt(2 * float((ours_se**2).sum())) / len(ours)
     print(
-        f"\n{'method':28s} {'mean log p(x)':>13s} {'wall s/1000 img':>16s} {'CPU s/1000 img':>15s} "
-        f"{'peak MiB':>9s} {'ours faster (wall, CPU)':>24s}"
+        f"\n{'method':34s} {'mean log p(x)':>13s} {'wall s/1000 img':>16s} {'CPU s/1000 img':>15s} "
+        f"{'peak MiB':>9s} {'pythae / this (wall, CPU)':>26s}"
     )
-    base = rows[ours_name][2:4]
+    slow = rows.get("pythae get_nll K=1000", rows["reference get_nll K=1000"])[2:4]
     for name, (est, _, wall, cpu, mib) in rows.items():
-        speed = f"{wall / base[0]:.2f}x, {cpu / base[1]:.2f}x" if "get_nll" in name else ""
-        print(
-            f"{name:28s} {est.mean():13.3f} {wall * per_1000:16.2f} {cpu * per_1000:15.2f} "
-            f"{mib:9.1f} {speed:>24s}"
-        )
+        speed = f"{slow[0] / wall:.2f}x, {slow[1] / cpu:.2f}x" if "K=1000" in name else ""
+        print(f"{name:34s} {est.mean():13.3f} {wall * per_1000:16.2f} {cpu * per_1000:15.2f} {mib:9.1f} {speed:>26s}")
     for name in ("reference get_nll K=1000", "pythae get_nll K=1000"):
         if name in rows:
             diff = rows[name][0].mean() - ours.mean()
-            print(
-                f"{name} - infovae: {diff:+.4f} nats, "
-                f"{diff / se_diff:+.2f} s.e. of the difference ({se_diff:.4f})"
-            )
-    k5000 = rows["infovae K=5000 chunk=1024"]
+            print(f"{name} - infovae fp32: {diff:+.4f} nats, {diff / se_diff:+.2f} s.e. of the difference ({se_diff:.4f})")
+    k5000 = rows["infovae K=5000 chunk=1024 fp32"]
     print(
         f"infovae K=5000 - K=1000: {k5000[0].mean() - ours.mean():+.4f} nats; "
         f"median per-image s.e. at K=1000 {np.median(ours_se):.4f}, K=5000 {np.median(k5000[1]):.4f}"
     )
+    if bf16:
+        err = precision_error(model, x, 1000, precision="bf16").abs()
+        print(f"bf16 - fp32 on the same codes, K=1000: max {err.max():.4f}, mean {err.mean():.4f} nats per image")
+    else:
+        print("no native bf16 on this CPU: the bf16 rows are not run")
+
+
+def pixelcnn_part(args) -> None:
+    """Part 2: the book's PixelCNN VAE (MMD-VAE, z = 5, seed 0), mixture proposal, K = 50."""
+    from infovae.experiments.pixelcnn_models import setup_for_profile, train_pixelcnn_model
+
+    setup = setup_for_profile("book")
+    model, _ = train_pixelcnn_model("mmd", 5, setup, cache=True, progress=False)
+    model.eval()
+    x = iv.load_mnist("test", binarize="stochastic", seed=0)[0][: args.pixelcnn_images]
+    k = 50
+    pairs = len(x) * k
+    print(f"\nPart 2, gated PixelCNN {setup.layers} x {setup.channels} (book profile), MMD-VAE z = 5: "
+          f"{len(x)} images x K = {k} (mixture proposal); seconds per 1000 rows")
+    precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
+    times = {}
+    for precision in precisions:
+        for chunk in (64, 256, 1024, 4096):
+            torch.manual_seed(1)
+            _, wall, cpu, mib = measured(lambda c=chunk, p=precision: log_likelihood_with_error(
+                model, x, k, proposal="mixture", chunk_size=c, precision=p))
+            times[(precision, chunk)] = wall
+            print(f"  {precision} chunk {chunk:5d}: wall {1000 * wall / pairs:.3f} s, CPU {1000 * cpu / pairs:.3f} s, "
+                  f"peak {mib:.0f} MiB")
+    base = times[("fp32", 4096)]
+    best = min(times, key=times.get)
+    print(f"  fastest: {best[0]} chunk {best[1]}, {base / times[best]:.2f}x the fp32 chunk-4096 speed")
+    if "bf16" in precisions:
+        err = precision_error(model, x, k, proposal="mixture", chunk_size=best[1], precision="bf16").abs()
+        print(f"  bf16 - fp32 on the same codes: max {err.max():.4f}, mean {err.mean():.4f} nats per image")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100, help="test images per measurement (part 1)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps before measuring (part 1)")
+    parser.add_argument("--pixelcnn-images", type=int, default=40, help="test images of part 2")
+    parser.add_argument("--skip-pixelcnn", action="store_true", help="run part 1 only")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    mlp_part(args)
+    if not args.skip_pixelcnn:
+        pixelcnn_part(args)
 
 
 if __name__ == "__main__":

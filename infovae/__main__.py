@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .networks import ARCHITECTURES
+from .train import OPTIMIZERS, SCHEDULERS
 from .objective import DIVERGENCES, PRESETS
 from .runtime import PROFILES
 
@@ -81,6 +82,17 @@ def _number(positive: bool):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _options(text: str) -> dict:
+    """An argparse type: keyword arguments as a JSON object, e.g. '{"momentum": 0.9}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"T_max\": 1000}}', got {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object (keyword arguments), got {text!r}")
+    return value
+
+
 POSITIVE_INT, NON_NEGATIVE_INT = _integer(1), _integer(0)
 POSITIVE_FLOAT, FINITE_FLOAT = _number(True), _number(False)
 
@@ -125,7 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-size", type=POSITIVE_INT, help="first N images of a seeded shuffle of the 50k training digits (default: all)")
     train.add_argument("--iterations", type=POSITIVE_INT, help="optimiser steps (default by profile: " + ", ".join(f"{k} {v}" for k, v in ITERATIONS.items()) + ")")
     train.add_argument("--batch-size", type=POSITIVE_INT, help="default: per model, as in the paper")
-    train.add_argument("--optimizer", choices=["adam", "rmsprop"], help="default: rmsprop for pixelcnn, else adam")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
+                       help="a torch.optim optimiser, lower case (" + ", ".join(OPTIMIZERS) + "; default: rmsprop for pixelcnn, else adam)")
+    train.add_argument("--optimizer-options", type=_options, default={}, metavar="JSON",
+                       help='its keyword arguments other than lr, e.g. \'{"betas": [0.5, 0.999]}\'')
+    train.add_argument("--scheduler", choices=SCHEDULERS, metavar="NAME",
+                       help="a torch.optim.lr_scheduler class, lower case, stepped every step (" + ", ".join(SCHEDULERS) + "; default: none)")
+    train.add_argument("--scheduler-options", type=_options, default={}, metavar="JSON",
+                       help='its keyword arguments, e.g. \'{"T_max": 10000}\'')
     train.add_argument("--lr", type=POSITIVE_FLOAT, help="learning rate (default: per model)")
     train.add_argument("--clip", choices=["value", "norm", "none"], help="gradient clipping (default: value to [-1, 1] for pixelcnn, else none)")
     train.add_argument("--log-every", type=POSITIVE_INT, default=100, help="steps per history entry (default: %(default)s)")
@@ -217,7 +236,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         iterations=given(args.iterations, ITERATIONS[get_profile()]),
         batch_size=given(args.batch_size, defaults["batch_size"]),
         optimizer=given(args.optimizer, defaults["optimizer"]),
+        optimizer_options=args.optimizer_options,
         lr=given(args.lr, defaults["lr"]),
+        scheduler=args.scheduler,
+        scheduler_options=args.scheduler_options,
         clip=None if clip == "none" else clip,
         binarize=None if args.model == "toy" else "stochastic",
         seed=args.seed,

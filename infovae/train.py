@@ -222,7 +222,7 @@ class History:
 
 def _check_options(kind: str, cls: type, options: Mapping[str, object]) -> None:
     """Refuse keyword arguments that ``cls`` does not take (and ``lr``, which is ``TrainConfig.lr``)."""
-    accepted = [p for p in list(inspect.signature(cls.__init__).parameters)[2:] if p not in ("lr", "verbose")]
+    accepted = [p for p in list(inspect.signature(cls.__init__).parameters)[2:] if p not in ("lr", "verbose")]  # type: ignore[misc]  # a class, not an instance
     unknown = sorted(set(options) - set(accepted))
     if "lr" in options:
         raise ValueError(f"{kind}_options must not set lr: the learning rate is TrainConfig.lr")

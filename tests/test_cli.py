@@ -73,3 +73,23 @@ def test_tiny_train_then_evaluate(tmp_path, capsys):
     assert "reconstruction" in printed and "log_likelihood" in printed
     results = json.loads((out / "evaluation.json").read_text())
     assert results["log_likelihood"] < 0 and results["loss"] > 0
+
+
+def test_optimizer_and_scheduler_are_choices(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--profile", "quick", "--device", "cpu", "--seed", "1", "--out", str(out), "--model", "mlp",
+            "--preset", "elbo", "--latent-dim", "2", "--train-size", "100", "--iterations", "4", "--batch-size", "50",
+            "--log-every", "1", "--no-progress", "--optimizer", "sgd", "--optimizer-options", '{"momentum": 0.9}',
+            "--lr", "0.01", "--scheduler", "steplr", "--scheduler-options", '{"step_size": 2, "gamma": 0.5}']
+    assert main(args) == 0
+    config = load_checkpoint(out / "checkpoint.pt")["config"]
+    assert (config["optimizer"], config["optimizer_options"], config["scheduler"]) == ("sgd", {"momentum": 0.9}, "steplr")
+    assert json.loads((out / "history.json").read_text())["lr"][1] == [0.01, 0.01, 0.005, 0.005]
+    capsys.readouterr()
+    for bad, message in ((["--scheduler-options", "{step_size: 2}"], "must be a JSON object"),
+                         (["--optimizer", "lbfgs"], "invalid choice")):
+        with pytest.raises(SystemExit) as stop:  # argparse: usage and exit status 2
+            main([*args, *bad])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert main([*args, "--optimizer-options", '{"lr": 1}']) == 2
+    assert "must not set lr" in capsys.readouterr().err

@@ -14,6 +14,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+import infovae as iv
+
 from infovae.experiments import EXPERIMENTS
 from infovae.experiments.flexible_decoders import PAPER_DIMS, PAPER_FIG6, FlexibleDecodersConfig
 from infovae.experiments.flexible_decoders import run as run_fig6
@@ -157,7 +159,8 @@ def test_fig6_tiny_run(cache_dir):
 
 def test_table1_tiny_run(cache_dir):
     config = LogLikelihoodConfig(latent_dim=2, models=("elbo", "mmd", "elbo-authors"), setup=TINY, seeds=(0, 1), num_test=6,
-                                 num_samples=4, num_prior_samples=4, convergence_ks=(4, 8), convergence_images=3)
+                                 num_samples=4, num_prior_samples=4, convergence_ks=(4, 8), convergence_images=3,
+                                 classic_images=4, precision="auto", precision_tolerance=1e-9)
     outcome = run_table1(config, progress=False)
     json.dumps(outcome.to_json())
     results = outcome.results
@@ -171,8 +174,15 @@ def test_table1_tiny_run(cache_dir):
         assert math.isclose(r["nll"], sum(r["seeds"]) / 2)
         assert math.isclose(r["stderr_seeds"], abs(r["seeds"][0] - r["seeds"][1]) / 2, abs_tol=1e-9)
         assert r["stderr"] >= max(r["stderr_seeds"], r["stderr_within"])
-        for key in ("iwae", "prior"):
+        for key in ("iwae", "prior", "mixture_classic"):
             assert r[key]["nll"] > 0 and r[key]["stderr"] >= r[key]["stderr_images"] > 0
+        for seed in r["per_seed"]:
+            # bf16 where native only if it moved no image by 1e-9 nats (it does move them): float32
+            assert seed["precision"] == "fp32"
+            if iv.precision.native_bf16("cpu"):
+                assert seed["precision_check"]["n"] == 6 and seed["precision_check"]["max_abs"] > 1e-9
+            else:
+                assert seed["precision_check"] is None
     diff = results["paired_differences"]["elbo - mmd"]
     per_seed = [a - b for a, b in zip(results["models"]["elbo"]["seeds"], results["models"]["mmd"]["seeds"])]
     assert all(math.isclose(d, e, abs_tol=1e-6) for d, e in zip(diff["per_seed"], per_seed))

@@ -186,6 +186,15 @@ def test_grid_posterior_recovers_the_closed_form_posterior_and_kl():
     sd = posterior.variance.sqrt()
     assert ((out["true"].mean(1) - posterior.mean).abs() < 5 * sd / 20_000**0.5).all()
     assert torch.allclose(out["true"].std(1), sd, rtol=0.03)
+    # log p(x) from the same grid: the closed form N(0, W W^T + s^2 I), midpoint rule below 1e-3 nats
+    w = decoder.weight
+    marginal = MultivariateNormal(torch.zeros(4, dtype=F64), w @ w.T + 0.8**2 * torch.eye(4, dtype=F64))
+    assert torch.allclose(out["log_px"], marginal.log_prob(x.flatten(1)), atol=1e-3)
+    # the gap log p(x) - ELBO(x) is KL(q(z|x) || p(z|x)) (closed form), the ELBO from 20,000 draws of q:
+    # s.e. = sd(log w) / sqrt(20000) < 0.01 nats here, so 0.05 is over 5 s.e.
+    reverse = kl_divergence(MultivariateNormal(q.mean, torch.diag_embed(q.variance)), posterior)
+    assert torch.allclose(out["gap"], reverse, atol=0.05)
+    assert (reverse - exact).abs().max() > 0.1  # the two directions differ: the test tells them apart
     with pytest.raises(ValueError, match="2-dimensional"):
         fig25.posterior_comparison(iv.VAE(ThreeDimEncoder(), decoder).double(), x, config)
 
@@ -197,6 +206,7 @@ def test_fig25_runs_at_a_tiny_size_and_caches_its_models(tmp_path, monkeypatch):
         sizes=(60, 120), iterations=2, batch_size=20, hidden=32, plot_size=60, num_codes=60, eval_every=1,
         plot_iterations=3, plot_batch_size=10,
         num_posterior_images=2, grid_size=20, num_posterior_samples=20, num_generated=30,
+        plot_seeds=(0, 1), control_lr=1e-3, control_batch_size=5,
     )
     out = fig25.run(config, progress=False)
     assert isinstance(out, Outcome) and out.name == "fig2-5"
@@ -212,10 +222,21 @@ def test_fig25_runs_at_a_tiny_size_and_caches_its_models(tmp_path, monkeypatch):
     assert out.results["training"]["mmd-z2-N60"]["loss"][0][-1] == 3  # the plot models' own length
     assert out.results["training"]["elbo-z10-N60"]["seconds"][1][0] > 0
     written = out.save(tmp_path, stem="tiny")
-    assert {p.name for p in written} == {"tiny.json", "tiny-training.png"} | {f"tiny-fig{i}.png" for i in (2, 3, 4, 5)}
+    assert {p.name for p in written} == {"tiny.json", "tiny-training.png", "tiny-collapse.png"} | {
+        f"tiny-fig{i}.png" for i in (2, 3, 4, 5)}
     json.loads((tmp_path / "tiny.json").read_text())
-    # six trained models cached (2 sizes x 2 objectives + 2 plot models); a second run reads them and measures exactly the same numbers
-    assert len(list((tmp_path / "cache" / "infovae" / "dcgan-models").glob("*.pt"))) == 6
+    # two seeds of the plot models and of MMD-VAE's two controls, each run recorded
+    assert set(out.results["collapse"]) == {"elbo", "mmd", "mmd-batch5", "mmd-lr0.001"}
+    assert out.results["variants"]["mmd-lr0.001"] == {"objective": "mmd", "lr": 1e-3, "batch_size": 10, "iterations": 3}
+    for runs in out.results["collapse"].values():
+        assert [r["seed"] for r in runs] == [0, 1] and all(len(r["kl"][1]) == 3 for r in runs)
+    for obj in fig25.OBJECTIVES:
+        assert [r["seed"] for r in out.results["fig4_seeds"][obj]] == [0, 1]
+        assert out.results["fig4_seeds"][obj][0] == {"seed": 0, **out.results["fig4"][obj]}  # the figures: first seed
+        assert out.results["fig4_seeds"][obj][0]["gap"] != out.results["fig4_seeds"][obj][1]["gap"]
+    # 12 trained models cached (2 sizes x 2 objectives, and 2 seeds x (2 plot models + 2 controls)); a second
+    # run reads them and measures exactly the same numbers
+    assert len(list((tmp_path / "cache" / "infovae" / "dcgan-models").glob("*.pt"))) == 12
     again = fig25.run(config, progress=False)
     assert again.to_json()["results"] == out.to_json()["results"]
     other = fig25.run(replace(config, lr=1e-2), progress=False, cache=False)  # not read from the cache

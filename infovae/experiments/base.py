@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..data import cache_dir
+from ..objective import InfoVAELoss
 from ..runtime import PROFILES, get_device, get_profile
 from ..train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
@@ -66,6 +67,58 @@ def cache_digest(description: dict[str, Any]) -> str:
 WEIGHT_MODULES: tuple[str, ...] = (
     "data.py", "divergences.py", "networks.py", "objective.py", "pixelcnn.py", "precision.py", "train.py", "vae.py",
 )
+
+
+NAMED_OBJECTIVES: tuple[str, ...] = ("elbo", "elbo-authors", "beta", "mmd", "stein", "adversarial", "autoencoder")
+
+
+def named_objective(
+    name: str,
+    *,
+    alpha: float = 0.0,
+    lam: float = 1000.0,
+    latent_dim: int | None = None,
+    num_pixels: int = 784,
+    beta: float | None = None,
+    **options: Any,
+) -> InfoVAELoss:
+    """The experiments' objectives by name: the one place where a name becomes a preset of
+    ``InfoVAELoss`` (Eq. (6) of the book, chapter 4, label ``ch4-eq6``).
+
+    * ``"elbo"``, ``"autoencoder"``: the presets (``alpha`` and ``lam`` unused);
+    * ``"elbo-authors"``: the ELBO with the authors' per-pixel weighting (``latent_dim``, ``num_pixels``);
+    * ``"beta"``: beta-VAE (``beta``);
+    * ``"mmd"``, ``"stein"``, ``"adversarial"``: the divergence with ``alpha`` and ``lam``;
+      ``options`` go to the preset (e.g. ``num_prior_samples``, or ``divergence``,
+      ``latent_dim``, ``critic_hidden``, ``critic_lr`` of the adversarial critic).
+
+    Example:
+        >>> from infovae.experiments.base import named_objective
+        >>> loss = named_objective("mmd", alpha=1.0, lam=1000.0)
+        >>> (loss.config.alpha, loss.config.lam, loss.config.divergence)
+        (1.0, 1000.0, 'mmd')
+    """
+    if name in ("elbo", "autoencoder", "beta", "elbo-authors") and options:
+        raise ValueError(f"objective {name!r} takes no options, got {sorted(options)}")
+    if name == "elbo":
+        return InfoVAELoss.elbo()
+    if name == "autoencoder":
+        return InfoVAELoss.autoencoder()
+    if name == "beta":
+        if beta is None:
+            raise ValueError("objective 'beta' needs a beta")
+        return InfoVAELoss.beta_vae(beta)
+    if name == "elbo-authors":
+        if latent_dim is None:
+            raise ValueError("objective 'elbo-authors' needs latent_dim")
+        return InfoVAELoss.authors_weighting("elbo", latent_dim, num_pixels=num_pixels)
+    if name == "mmd":
+        return InfoVAELoss.mmd_vae(lam=lam, alpha=alpha, **options)
+    if name == "stein":
+        return InfoVAELoss.stein_vae(lam=lam, alpha=alpha, **options)
+    if name == "adversarial":
+        return InfoVAELoss.adversarial(lam=lam, alpha=alpha, latent_dim=latent_dim, **options)
+    raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(NAMED_OBJECTIVES)}")
 
 
 def _code_only(source: str) -> str:

@@ -157,7 +157,7 @@ class FlexibleDecodersConfig:
                 svm_draws=1, num_labels=300, num_info_images=300, focus_seeds=(0,),
             ),
             "book": dict(
-                latent_dims=(2, 5, 10),
+                latent_dims=(2, 5, 10, 20, 40),
                 setup=setup_for_profile("book"),
                 num_codes=5000, num_class_samples=1000, classifier_profile="book", svm_pool=5000, svm_test=2000,
                 svm_draws=3, num_info_images=1000,

@@ -58,6 +58,7 @@ from .base import (
     seed_summary,
     config_for_profile,
     load_trained_model,
+    named_objective,
     resolve_config,
     save_trained_model,
     trained_model_path,
@@ -196,16 +197,9 @@ def _description(config: PreferenceConfig, **what) -> dict:
 
 def make_loss(objective: str, config: PreferenceConfig, beta: float | None = None) -> InfoVAELoss:
     """The objective of a run (see the module docstring); ``"beta"`` needs ``beta``."""
-    if objective == "beta":
-        if beta is None:
-            raise ValueError("objective 'beta' needs a beta")
-        return InfoVAELoss.beta_vae(beta)
-    if objective in ("elbo", "elbo-cold"):
-        return InfoVAELoss.elbo()
-    if objective == "mmd":
-        return InfoVAELoss.mmd_vae(lam=config.lam, alpha=1.0)
-    if objective == "elbo-authors":
-        return InfoVAELoss.authors_weighting("elbo", config.latent_dim, num_pixels=config.image_size**2)
+    if objective in ("beta", "elbo", "elbo-cold", "mmd", "elbo-authors"):
+        return named_objective("elbo" if objective == "elbo-cold" else objective, alpha=1.0, lam=config.lam,
+                               latent_dim=config.latent_dim, num_pixels=config.image_size**2, beta=beta)
     raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join((*OBJECTIVES, 'elbo-cold', 'beta'))}")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
@@ -34,7 +35,8 @@ import torch
 from matplotlib.figure import Figure
 
 from ..data import load_mnist
-from ..metrics import log_likelihood_with_error
+from ..metrics import log_likelihood_with_error, precision_error
+from ..precision import PRECISIONS, resolve_precision
 from ..runtime import get_device, seeded
 from .base import Outcome, cached_evaluation, config_for_profile, resolve_config
 from .pixelcnn_models import (
@@ -69,7 +71,16 @@ class LogLikelihoodConfig:
         num_prior_samples: K with p(z) as proposal (the cross-check).
         convergence_ks: K of the prior estimate's convergence check.
         convergence_images: test images of that check.
-        chunk_size: (image, sample) pairs per decoder call.
+        classic_images: test images of the IWAE and prior estimates (first seed; ``None``: all).
+        chunk_size: (image, sample) rows per decoder call (``benchmarks/bench_metrics.py``:
+            256 was fastest for the book's PixelCNN on a CPU).
+        precision: ``"fp32"``, or ``"bf16"``/``"auto"`` to evaluate the networks in bf16 where
+            that is native *and* measured to be harmless: per model and seed, the bf16 and
+            float32 estimates on ``precision_images`` test images (same codes) must differ by
+            less than ``precision_tolerance`` nats for every image, or that model is evaluated
+            in float32.
+        precision_images: test images of that check (at most ``num_test`` are used).
+        precision_tolerance: the largest accepted |bf16 - fp32| per image, nats.
         seed: seed of the test binarization and of the importance samples.
     """
 
@@ -82,7 +93,11 @@ class LogLikelihoodConfig:
     num_prior_samples: int = 5000
     convergence_ks: tuple[int, ...] = (200, 2000, 20_000)
     convergence_images: int = 100
-    chunk_size: int = 4096
+    classic_images: int | None = None
+    chunk_size: int = 256
+    precision: str = "fp32"
+    precision_images: int = 50
+    precision_tolerance: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +111,12 @@ class LogLikelihoodConfig:
             raise ValueError(f"convergence_images must be between 1 and num_test, got {self.convergence_images}")
         if not 1 <= self.num_test <= 10_000:
             raise ValueError(f"num_test must be between 1 and 10000, got {self.num_test}")
+        if self.classic_images is not None and not 1 <= self.classic_images <= self.num_test:
+            raise ValueError(f"classic_images must be None or between 1 and num_test, got {self.classic_images}")
+        if self.precision_images < 1:
+            raise ValueError(f"precision_images must be positive, got {self.precision_images}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_samples < 2 or self.num_prior_samples < 2:
             raise ValueError("num_samples and num_prior_samples must be at least 2 (for a standard error)")
 
@@ -107,15 +128,17 @@ class LogLikelihoodConfig:
                 setup=setup_for_profile("quick"), seeds=(0,),
                 num_test=50, num_samples=20, num_prior_samples=20, convergence_ks=(20, 200), convergence_images=5,
             ),
-            # a PixelCNN pass per (image, sample) is ~2 ms on 2 CPU cores: 200 images, K = 50 (mixture, IWAE)
-            "book": dict(setup=setup_for_profile("book"), num_test=200, num_samples=50, num_prior_samples=100,
-                         convergence_ks=(100, 1000, 10_000), convergence_images=5),
+            # 1000 images, K = 50 (mixture) for every model and seed; the IWAE (K = 50) and prior (K = 100)
+            # estimates of the first seed on 300 of them; bf16 where measured harmless
+            "book": dict(setup=setup_for_profile("book"), num_test=1000, num_samples=50, num_prior_samples=100,
+                         convergence_ks=(200, 2000, 20_000), convergence_images=5, classic_images=300,
+                         precision="auto"),
             "paper": dict(),
         })
 
 
 def negative_log_likelihood(
-    model, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int
+    model, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, precision: str = "fp32"
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Mean -log p(x) over the images ``x`` by importance sampling, with its standard errors.
 
@@ -125,7 +148,7 @@ def negative_log_likelihood(
     error of the mean over images, sqrt(sum s_i^2) / n from the per-image delta-method
     errors s_i) and ``stderr`` (both combined).
     """
-    est = log_likelihood_with_error(model, x, num_samples, proposal=proposal, chunk_size=chunk_size)
+    est = log_likelihood_with_error(model, x, num_samples, proposal=proposal, chunk_size=chunk_size, precision=precision)
     n = len(x)
     values = -est.estimate.double()
     stderr_images = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
@@ -164,28 +187,44 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
             setup = replace(config.setup, seed=seed)
             model, history = train_pixelcnn_model(name, config.latent_dim, setup, cache=cache, progress=progress)
 
+            path = model_path(name, config.latent_dim, setup)
+
+            def cached(description: dict, compute: Callable[[], dict]) -> dict:
+                return cached_evaluation(path, description, compute) if cache else compute()
+
+            # bf16 only where native and measured harmless for this model (same codes, every image)
+            precision = resolve_precision(config.precision, x_test.device)
+            if precision == "bf16":
+                x_check = x_test[: config.precision_images]
+                check = cached({"v": 1, "check": "precision", "k": config.num_samples, "n": len(x_check),
+                                "seed": config.seed, "chunk_size": config.chunk_size},
+                               lambda: _precision_check(model, x_check, config))
+                precision = "bf16" if check["max_abs"] < config.precision_tolerance else "fp32"
+            else:
+                check = None
+
             def estimate(k: int, proposal: str, x: torch.Tensor = x_test) -> tuple[dict, torch.Tensor]:
                 """``negative_log_likelihood`` from a fixed seed, cached beside the model."""
                 def compute() -> dict:
                     with seeded(config.seed, x.device):
-                        summary, values = negative_log_likelihood(model, x, k, proposal, config.chunk_size)
-                    return {"summary": summary, "values": values}
-                if not cache:
-                    out = compute()
-                    return out["summary"], out["values"]
-                description = {"v": 1, "k": k, "proposal": proposal, "n": len(x), "seed": config.seed,
-                               "chunk_size": config.chunk_size}
-                out = cached_evaluation(model_path(name, config.latent_dim, setup), description, compute)
+                        summary, values = negative_log_likelihood(model, x, k, proposal, config.chunk_size, precision)
+                    return {"summary": summary, "values": values.tolist()}
+                description = {"v": 2, "k": k, "proposal": proposal, "n": len(x), "seed": config.seed,
+                               "chunk_size": config.chunk_size, "precision": precision}
+                out = cached(description, compute)
                 return out["summary"], torch.tensor(out["values"], dtype=torch.float64)
 
             mixture, values = estimate(config.num_samples, "mixture")
             per_image[name].append(values)
             entry["seeds"].append(mixture["nll"])
             entry["per_seed"].append({"seed": seed, "mixture": mixture, "training_seconds": history["seconds"][1][0],
-                                      "final_train_reconstruction": history["reconstruction"][1][-1]})
-            if seed == first:  # the classic estimators, on the first seed
-                entry["iwae"] = estimate(config.num_samples, "encoder")[0]
-                entry["prior"] = estimate(config.num_prior_samples, "prior")[0]
+                                      "final_train_reconstruction": history["reconstruction"][1][-1],
+                                      "precision": precision, "precision_check": check})
+            if seed == first:  # the classic estimators, on the first seed (and the mixture on the same images)
+                x_classic = x_test[: config.classic_images or config.num_test]
+                entry["iwae"] = estimate(config.num_samples, "encoder", x_classic)[0]
+                entry["prior"] = estimate(config.num_prior_samples, "prior", x_classic)[0]
+                entry["mixture_classic"] = estimate(config.num_samples, "mixture", x_classic)[0]
                 if name == "mmd":  # the prior estimate's convergence on a few images
                     x_few = x_test[: config.convergence_images]
                     results["prior_convergence"] = {str(k): estimate(k, "prior", x_few)[0] for k in config.convergence_ks}
@@ -204,6 +243,14 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
     results["paper_ranking"] = sorted(table1, key=lambda n: PAPER_TABLE1[n])
     results["epochs"] = config.setup.iterations * config.setup.batch_size / 50_000
     return Outcome("table1", config, results, {"table1": plot_table1(results, config)}, seconds=time.perf_counter() - start)
+
+
+def _precision_check(model, x: torch.Tensor, config: LogLikelihoodConfig) -> dict:
+    """bf16 - fp32 estimates (mixture proposal, K = ``num_samples``, the same codes) per image."""
+    diff = precision_error(model, x, config.num_samples, proposal="mixture", chunk_size=config.chunk_size,
+                           precision="bf16", seed=config.seed).double()
+    return {"max_abs": float(diff.abs().max()), "mean": float(diff.mean()), "mean_abs": float(diff.abs().mean()),
+            "n": len(x), "tolerance": config.precision_tolerance}
 
 
 def across_seeds(nlls: list[float], stderrs: list[float]) -> dict[str, float]:

@@ -16,7 +16,11 @@ the same number of steps at every N. The experiment measures:
 * Fig. 3: q(z) of the test set for z = 2 after N = 500, against p(z): contours, and
   KL(q(z) || p(z)) by Monte Carlo with the exact mixture density of q(z);
 * Fig. 4: the true posterior p(z|x) of test images, enumerated on a grid (the code is
-  2-dimensional), against q(z|x): samples of both, and KL(p(z|x) || q(z|x));
+  2-dimensional), against q(z|x): samples of both, KL(p(z|x) || q(z|x)), and the gap
+  log p(x) - ELBO(x) = KL(q(z|x) || p(z|x)) (chapter 1's measure of inference quality);
+* the 2-dimensional models over ``plot_seeds`` training seeds, with MMD-VAE also trained
+  with a smaller batch and with a smaller learning rate (the controls of the "collapses,
+  then escapes" behaviour): KL(q(z|x) || p(z)) by tenths of training;
 * Fig. 5: reconstructions of training images and ancestral samples x ~ p(x|z), z ~ p(z)
   after N = 500 (z = 10), and how far each lies from the test images (MMD in pixel space).
 """
@@ -38,12 +42,13 @@ from ..metrics import full_batch_mmd, log_det_covariance
 from ..metrics.latent import mixture_log_density
 from ..networks import ConvDecoder, ConvEncoder
 from ..objective import InfoVAELoss
-from ..runtime import get_device
+from ..precision import resolve_precision
+from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import Outcome, config_for_profile, load_trained_model, resolve_config, save_trained_model, trained_model_path
+from .base import Outcome, config_for_profile, load_trained_model, named_objective, resolve_config, save_trained_model, trained_model_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 OBJECTIVES: tuple[str, ...] = ("elbo", "mmd")
 LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE (λ=1000)"}
 COLORS = {"elbo": "tab:blue", "mmd": "tab:orange"}
@@ -75,7 +80,13 @@ class MnistInferenceConfig:
         num_generated: ancestral samples and reconstructions of Fig. 5 (and its MMD).
         eval_every: steps between records of log det Cov[q(z)] (test codes) during the
             training of the z = 10 models at N = ``plot_size``.
-        seed: seed of the data order, the binarization, the initialisation and training.
+        plot_seeds: training seeds (initialisation and data order) of the ``plot_dim`` models;
+            the data are those of ``seed`` for all of them.
+        control_lr: learning rate of MMD-VAE's control run at ``plot_dim`` (``None``: none).
+        control_batch_size: batch size of its second control run (``None``: none).
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 networks where native; ``TrainConfig``).
+        seed: seed of the data (the shuffle and the binarization), and of the training of the
+            z = 10 models.
     """
 
     sizes: tuple[int, ...] = (500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
@@ -96,6 +107,10 @@ class MnistInferenceConfig:
     num_posterior_samples: int = 200
     num_generated: int = 1000
     eval_every: int = 5000
+    plot_seeds: tuple[int, ...] = (0,)
+    control_lr: float | None = None
+    control_batch_size: int | None = None
+    precision: str = "fp32"
     seed: int = 0
 
     @classmethod
@@ -105,12 +120,13 @@ class MnistInferenceConfig:
             "quick": dict(
                 sizes=(500, 1000), iterations=25, batch_size=50, lr=1e-3, hidden=256, num_codes=300,
                 num_posterior_images=3, grid_size=40, num_posterior_samples=100, num_generated=100,
-                eval_every=25,
+                eval_every=25, control_lr=1e-4, control_batch_size=25,
             ),
             "book": dict(
                 sizes=(500, 5000, 50_000), iterations=1000, batch_size=100, lr=1e-3, hidden=256, num_codes=2000,
                 plot_iterations=1500, plot_batch_size=200,
                 num_posterior_images=6, grid_size=150, num_generated=500, eval_every=100,
+                plot_seeds=(0, 1, 2), control_lr=1e-4, control_batch_size=100, precision="auto",
             ),
             "paper": dict(),
         })
@@ -118,11 +134,9 @@ class MnistInferenceConfig:
 
 def make_loss(objective: str, config: MnistInferenceConfig) -> InfoVAELoss:
     """The objective ``"elbo"`` or ``"mmd"`` (MMD-VAE with lambda = ``config.lam``, alpha = 0)."""
-    if objective == "elbo":
-        return InfoVAELoss.elbo()
-    if objective == "mmd":
-        return InfoVAELoss.mmd_vae(lam=config.lam, alpha=0.0)
-    raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    return named_objective(objective, alpha=0.0, lam=config.lam)
 
 
 def train_model(
@@ -142,13 +156,14 @@ def train_model(
     (what determines the data, see ``run``), the trained model is read from and written to
     the user's cache.
     """
-    torch.manual_seed(config.seed)
-    model = VAE(ConvEncoder(latent_dim, hidden=config.hidden), ConvDecoder(latent_dim, hidden=config.hidden))
+    with seeded(config.seed, data.device):
+        model = VAE(ConvEncoder(latent_dim, hidden=config.hidden), ConvDecoder(latent_dim, hidden=config.hidden))
+    precision = resolve_precision(config.precision, data.device)
     path = None
     if cache_description is not None:
         description = {
             "v": CACHE_VERSION, "objective": objective, "dim": latent_dim, "n": len(data),
-            "eval_images": 0 if x_eval is None else len(x_eval), **cache_description,
+            "eval_images": 0 if x_eval is None else len(x_eval), "precision": precision, **cache_description,
             **{k: getattr(config, k) for k in ("iterations", "batch_size", "lr", "lam", "hidden", "eval_every", "seed")},
         }
         path = trained_model_path("dcgan-models", f"{objective}-z{latent_dim}-N{len(data)}", description)
@@ -170,6 +185,7 @@ def train_model(
         log_every=every,
         eval_every=config.eval_every if x_eval is not None else 0,
         progress=progress,
+        precision=precision,
     )
     hooks = [log_det] if x_eval is not None else []
     start = time.perf_counter()
@@ -247,6 +263,11 @@ def posterior_comparison(model: VAE, x: torch.Tensor, config: MnistInferenceConf
     and samples of p(z|x) are cells drawn by W_g with a uniform offset inside the cell.
     ``cells_per_std`` (the smaller posterior standard deviation over the fine spacing) says
     whether the grid resolves the posterior; ``outside`` is the coarse mass left out of the box.
+
+    The same grid gives log p(x) = log sum_g A p(z_g) p(x|z_g) (midpoint rule), and
+    ``gap`` = log p(x) - ELBO(x) = KL(q(z|x) || p(z|x)), with the ELBO (Eq. (2) of the book,
+    chapter 1) estimated from ``num_posterior_samples`` draws of q(z|x): the direction of
+    the KL that variational inference minimises, beside the other direction in ``kl``.
     """
     if model.prior().event_shape != (2,):
         raise ValueError("the grid posterior needs a model with a 2-dimensional code")
@@ -256,7 +277,7 @@ def posterior_comparison(model: VAE, x: torch.Tensor, config: MnistInferenceConf
     coarse_spacing = 2 * reach / config.grid_size
     qz = model.encode(x)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    kl, true, cells_per_std, outside = [], [], [], []
+    kl, true, cells_per_std, outside, log_px = [], [], [], [], []
     for i in range(len(x)):
         keep = coarse_log[i] >= coarse_log[i].max() - 30
         lo = coarse[keep].min(0).values - coarse_spacing
@@ -264,6 +285,7 @@ def posterior_comparison(model: VAE, x: torch.Tensor, config: MnistInferenceConf
         outside.append(1 - coarse_log[i].softmax(0)[keep].sum())
         fine, area = _grid(lo, hi, config.grid_size)
         log_joint = _log_joint(model, x[i : i + 1], fine)[0]
+        log_px.append(log_joint.logsumexp(0) + math.log(area))
         weights = log_joint.softmax(0)
         log_density = log_joint.log_softmax(0) - math.log(area)
         log_q = qz.log_prob(fine.unsqueeze(1))[:, i]  # q(z_g | x_i), [G]
@@ -274,10 +296,16 @@ def posterior_comparison(model: VAE, x: torch.Tensor, config: MnistInferenceConf
         pick = torch.multinomial(weights.cpu(), config.num_posterior_samples, replacement=True, generator=generator)
         jitter = (torch.rand(config.num_posterior_samples, 2, generator=generator) - 0.5).to(x.device)
         true.append(fine[pick.to(x.device)] + jitter * (hi - lo) / config.grid_size)
+    approx = qz.sample((config.num_posterior_samples,))  # [S, B, 2]
+    log_w = torch.stack([_log_joint(model, x[i : i + 1], approx[:, i])[0] for i in range(len(x))], 1) - qz.log_prob(approx)
+    elbo = log_w.mean(0)
     return {
         "true": torch.stack(true),  # [B, S, 2]
-        "approx": qz.sample((config.num_posterior_samples,)).transpose(0, 1),
+        "approx": approx.transpose(0, 1),
         "kl": torch.stack(kl),
+        "log_px": torch.stack(log_px),
+        "elbo": elbo,
+        "gap": torch.stack(log_px) - elbo,
         "cells_per_std": torch.tensor(cells_per_std),
         "outside": torch.stack(outside),
     }
@@ -339,16 +367,16 @@ def plot_fig3(aggregates: dict[str, tuple[torch.Tensor, torch.Tensor]], results:
     for obj in ("mmd", "elbo"):
         means, stds = (t.cpu() for t in aggregates[obj])
         panels[f"q(z), {LABELS[obj]}"] = mixture_log_density(zz, means, stds)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(7, 2.9), layout="constrained")
     levels = np.linspace(0, 0.2, 11)[1:]
     for ax, (title, log_density) in zip(axes, panels.items()):
         ax.contour(grid.numpy(), grid.numpy(), log_density.exp().reshape(len(grid), len(grid)).numpy(), levels=levels, cmap="viridis")
         shown = next((o for o in OBJECTIVES if LABELS[o] in title), None)
         if shown:
-            title += f"\nKL(q(z)||p(z)) = {results['fig3'][shown]['kl']:.2f} nats"
-        ax.set(title=title, xlabel="z1", ylabel="z2", aspect="equal")
-    fig.suptitle("Fig. 3 reproduced (N = 500, z = 2). Paper: MMD-VAE's q(z) almost identical to p(z), ELBO's far off")
-    fig.tight_layout()
+            title = title.replace(" (λ=1000)", "") + f"\nKL(q(z)||p(z)) = {results['fig3'][shown]['kl']:.2f}"
+        ax.set_title(title, fontsize=9)
+        ax.set(xlabel="z1", ylabel="z2", aspect="equal")
+        ax.tick_params(labelsize=8)
     return fig
 
 
@@ -359,8 +387,8 @@ def plot_fig4(comparisons: dict[str, dict[str, torch.Tensor]]) -> Figure:
     window in z units, so the panels compare by their titles (one common scale would shrink
     the ELBO's narrow posteriors to dots).
     """
-    n = comparisons["elbo"]["true"].shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 5.6), squeeze=False)
+    n = min(4, comparisons["elbo"]["true"].shape[0])
+    fig, axes = plt.subplots(2, n, figsize=(7, 4.2), squeeze=False, layout="constrained")
     for row, obj in enumerate(OBJECTIVES):
         c = comparisons[obj]
         for i, ax in enumerate(axes[row]):
@@ -372,18 +400,16 @@ def plot_fig4(comparisons: dict[str, dict[str, torch.Tensor]]) -> Figure:
             ax.scatter(*approx.T.numpy(), s=3, color="tab:blue", alpha=0.5, label="q(z|x)")
             ax.set(xlim=(centre[0] - half, centre[0] + half), ylim=(centre[1] - half, centre[1] + half),
                    xticks=[], yticks=[], aspect="equal")
-            ax.set_title(f"KL(p||q) {c['kl'][i]:.1f}\nwidth {2 * half:.2f}", fontsize=8)
-        axes[row, 0].set_ylabel(LABELS[obj], fontsize=9)
+            ax.set_title(f"KL(p||q) {c['kl'][i]:.1f}, gap {c['gap'][i]:.1f}\nwidth {2 * half:.2f}", fontsize=8)
+        axes[row, 0].set_ylabel(LABELS[obj].replace(" (λ=1000)", ""), fontsize=9)
     axes[0, 0].legend(fontsize=7, markerscale=3)
-    fig.suptitle("Fig. 4 reproduced (test images, N = 500, z = 2). Paper: ELBO's q(z|x) further from p(z|x)")
-    fig.tight_layout()
     return fig
 
 
 def plot_fig5(images: dict[str, dict[str, torch.Tensor]]) -> Figure:
     """Reconstructions of training images and ancestral samples, up to 8 x 8 each, per model."""
     side = min(8, math.isqrt(min(len(v) for per_model in images.values() for v in per_model.values())))
-    fig, axes = plt.subplots(2, 2, figsize=(8, 8.4))
+    fig, axes = plt.subplots(2, 2, figsize=(7, 7.2), layout="constrained")
     for row, obj in enumerate(OBJECTIVES):
         for col, kind in enumerate(("reconstructions", "samples")):
             grid = images[obj][kind][: side * side].cpu().view(side, side, 28, 28)
@@ -391,9 +417,28 @@ def plot_fig5(images: dict[str, dict[str, torch.Tensor]]) -> Figure:
             axes[row, col].imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1)
             axes[row, col].set_title(f"{LABELS[obj]}: {kind}", fontsize=10)
             axes[row, col].axis("off")
-    fig.suptitle("Fig. 5 reproduced (N = 500, z = 10, decoder means).\n"
-                 "Paper: ELBO sharp reconstructions, poor samples; MMD-VAE both alike")
-    fig.tight_layout()
+    return fig
+
+
+def plot_collapse(results: dict) -> Figure:
+    """KL(q(z|x) || p(z)) by tenths of training of the 2-dimensional models, one line per seed,
+    one panel per variant (MMD-VAE and its controls, the ELBO)."""
+    names = list(results["collapse"])
+    fig, axes = plt.subplots(1, len(names), figsize=(7, 2.6), sharey=True, layout="constrained", squeeze=False)
+    for ax, name in zip(axes[0], names):
+        v = results["variants"][name]
+        for run in results["collapse"][name]:
+            steps, kl = run["kl"]
+            ax.plot(steps, kl, "-o", ms=3, label=f"seed {run['seed']}")
+        ax.axhline(0.5, color="0.6", lw=0.8, ls="--")
+        title = "ELBO" if name == "elbo" else "MMD-VAE"
+        ax.set_title(f"{title}\nlr {v['lr']:g}, batch {v['batch_size']}", fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("KL(q(z|x)||p(z)), nats", fontsize=8)
+    axes[0, 0].set_yscale("symlog", linthresh=0.1)
+    axes[0, 0].set_ylim(bottom=0)
+    axes[0, -1].legend(fontsize=7)
     return fig
 
 
@@ -420,38 +465,69 @@ def run(config: MnistInferenceConfig | str | None = None, progress: bool = True,
             x_train = x_all[:n].to(device)
             x_eval = x_test if n == config.plot_size else None
             model, history = train_model(obj, x_train, config.latent_dim, config, x_eval, progress, data_description)
-            torch.manual_seed(config.seed + n)  # measurements draw the same codes, cached or trained now
             results["training"][f"{obj}-z{config.latent_dim}-N{n}"] = history
-            results["fig2"][obj][str(n)] = {
-                "train": code_statistics(model, x_train[: config.num_codes]),
-                "test": code_statistics(model, x_test),
-            }
-            if n == config.plot_size:
-                shown = x_train[: config.num_generated]
-                results["fig5"][obj] = generation_gap(model, shown, x_test, pixel_bandwidth)
-                fig5_images[obj] = {"reconstructions": model.reconstruct(shown[:64]), "samples": model.sample(64, mean=True)}
+            with seeded(config.seed + n, device):  # measurements draw the same codes, cached or trained now
+                results["fig2"][obj][str(n)] = {
+                    "train": code_statistics(model, x_train[: config.num_codes]),
+                    "test": code_statistics(model, x_test),
+                }
+                if n == config.plot_size:
+                    shown = x_train[: config.num_generated]
+                    results["fig5"][obj] = generation_gap(model, shown, x_test, pixel_bandwidth)
+                    fig5_images[obj] = {"reconstructions": model.reconstruct(shown[:64]),
+                                        "samples": model.sample(64, mean=True)}
 
-        x_train = x_all[: config.plot_size].to(device)
-        plot_config = replace(
-            config,
-            iterations=config.plot_iterations or config.iterations,
-            batch_size=config.plot_batch_size or config.batch_size,
-        )
-        model, history = train_model(obj, x_train, config.plot_dim, plot_config, progress=progress, cache_description=data_description)
-        torch.manual_seed(config.seed)
-        results["training"][f"{obj}-z{config.plot_dim}-N{config.plot_size}"] = history
-        aggregates[obj] = aggregate_posterior(model, x_test)
-        results["fig3"][obj] = {
-            "kl": aggregate_kl(*aggregates[obj], num_samples=len(x_test), generator=g),
-            **code_statistics(model, x_test),
-        }
-        comparisons[obj] = posterior_comparison(model, x_test[: config.num_posterior_images], config)
-        results["fig4"][obj] = {
-            "cells_per_std": comparisons[obj]["cells_per_std"].tolist(),
-            "outside": comparisons[obj]["outside"].tolist(),
-            "kl": comparisons[obj]["kl"].tolist(),
-            "median_kl": float(comparisons[obj]["kl"].median()),
-        }
+    # the 2-dimensional models (Figs. 3 and 4) over the training seeds, and MMD-VAE's controls
+    x_train = x_all[: config.plot_size].to(device)
+    plot_config = replace(
+        config,
+        iterations=config.plot_iterations or config.iterations,
+        batch_size=config.plot_batch_size or config.batch_size,
+    )
+    variants = {"elbo": ("elbo", plot_config), "mmd": ("mmd", plot_config)}
+    if config.control_batch_size:
+        variants[f"mmd-batch{config.control_batch_size}"] = ("mmd", replace(plot_config, batch_size=config.control_batch_size))
+    if config.control_lr:
+        variants[f"mmd-lr{config.control_lr:g}"] = ("mmd", replace(plot_config, lr=config.control_lr))
+    results["variants"] = {name: {"objective": obj, "lr": c.lr, "batch_size": c.batch_size, "iterations": c.iterations}
+                           for name, (obj, c) in variants.items()}
+    results["plot_seeds"] = list(config.plot_seeds)
+    results["fig3_seeds"] = {obj: [] for obj in OBJECTIVES}
+    results["fig4_seeds"] = {obj: [] for obj in OBJECTIVES}
+    results["collapse"] = {name: [] for name in variants}
+    for seed in config.plot_seeds:
+        for name, (obj, variant_config) in variants.items():
+            model, history = train_model(obj, x_train, config.plot_dim, replace(variant_config, seed=seed),
+                                         progress=progress, cache_description=data_description)
+            steps, kl = history["kl"]
+            # the code "carries x" from the first record after which KL(q(z|x)||p(z)) stays above 0.5 nats
+            escape = next((s for i, s in enumerate(steps) if min(kl[i:]) > 0.5), None)
+            results["collapse"][name].append({"seed": seed, "kl": [steps, kl], "escape_step": escape,
+                                              "early_max_kl": max(kl[:3]), "final_kl": kl[-1],
+                                              "final_reconstruction": history["reconstruction"][1][-1]})
+            if name not in OBJECTIVES:
+                continue
+            with seeded(config.seed + seed, device):  # the same codes whether trained now or cached
+                means, stds = aggregate_posterior(model, x_test)
+                fig3 = {"kl": aggregate_kl(means, stds, num_samples=len(x_test), generator=g),
+                        **code_statistics(model, x_test)}
+                comparison = posterior_comparison(model, x_test[: config.num_posterior_images], config)
+            fig4 = {
+                "cells_per_std": comparison["cells_per_std"].tolist(),
+                "outside": comparison["outside"].tolist(),
+                "kl": comparison["kl"].tolist(),
+                "median_kl": float(comparison["kl"].median()),
+                "log_px": comparison["log_px"].tolist(),
+                "elbo": comparison["elbo"].tolist(),
+                "gap": comparison["gap"].tolist(),
+                "median_gap": float(comparison["gap"].median()),
+            }
+            results["fig3_seeds"][obj].append({"seed": seed, **fig3})
+            results["fig4_seeds"][obj].append({"seed": seed, **fig4})
+            if seed == config.plot_seeds[0]:  # the figures show the first seed
+                results["training"][f"{obj}-z{config.plot_dim}-N{config.plot_size}"] = history
+                aggregates[obj], comparisons[obj] = (means, stds), comparison
+                results["fig3"][obj], results["fig4"][obj] = fig3, fig4
 
     figures = {
         "fig2": plot_fig2(results, config),
@@ -459,5 +535,6 @@ def run(config: MnistInferenceConfig | str | None = None, progress: bool = True,
         "fig4": plot_fig4(comparisons),
         "fig5": plot_fig5(fig5_images),
         "training": plot_training(results, config),
+        "collapse": plot_collapse(results),
     }
     return Outcome("fig2-5", config, results, figures, seconds=time.perf_counter() - start)

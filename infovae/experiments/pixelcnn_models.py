@@ -43,7 +43,14 @@ from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
 from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import cache_digest, config_for_profile, load_trained_model, save_trained_model, trained_model_path
+from .base import (
+    cache_digest,
+    config_for_profile,
+    load_trained_model,
+    named_objective,
+    save_trained_model,
+    trained_model_path,
+)
 
 MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial", "autoencoder")
 AUTHORS_ELBO = "elbo-authors"  # the authors' per-pixel weighting of the ELBO (beta = 784/d)
@@ -167,24 +174,10 @@ def build_model(name: str, latent_dim: int, setup: PixelCNNSetup) -> VAE:
 def make_loss(name: str, latent_dim: int, setup: PixelCNNSetup) -> InfoVAELoss:
     """Eq. (6) for model ``name`` (see the module docstring)."""
     check_model_name(name)
-    if name == "elbo":
-        return InfoVAELoss.elbo()
-    if name == AUTHORS_ELBO:
-        return InfoVAELoss.authors_weighting("elbo", latent_dim)
-    if name == "mmd":
-        return InfoVAELoss.mmd_vae(lam=setup.lam, alpha=1.0)
-    if name == "stein":
-        return InfoVAELoss.stein_vae(lam=setup.lam, alpha=1.0)
     if name == "adversarial":
-        return InfoVAELoss.adversarial(
-            lam=setup.adversarial_lam,
-            alpha=1.0,
-            divergence=setup.adversarial,
-            latent_dim=latent_dim,
-            critic_hidden=setup.critic_hidden,
-            critic_lr=setup.critic_lr,
-        )
-    return InfoVAELoss.autoencoder()
+        return named_objective(name, alpha=1.0, lam=setup.adversarial_lam, latent_dim=latent_dim,
+                               divergence=setup.adversarial, critic_hidden=setup.critic_hidden, critic_lr=setup.critic_lr)
+    return named_objective(name, alpha=1.0, lam=setup.lam, latent_dim=latent_dim)
 
 
 def check_model_name(name: str) -> None:

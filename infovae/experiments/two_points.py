@@ -34,7 +34,7 @@ from ..objective import InfoVAELoss
 from ..runtime import get_device
 from ..train import Trainer, TrainConfig
 from ..vae import VAE
-from .base import Outcome, config_for_profile, resolve_config
+from .base import Outcome, config_for_profile, named_objective, resolve_config
 
 DATA_POINTS: tuple[float, float] = (-1.0, 1.0)
 MODELS: tuple[str, ...] = ("elbo", "infovae")
@@ -80,9 +80,9 @@ class TwoPointsConfig:
 def make_loss(name: str, config: TwoPointsConfig) -> InfoVAELoss:
     """The objective of model ``name`` (``"elbo"`` or ``"infovae"``)."""
     if name == "elbo":
-        return InfoVAELoss.elbo()
+        return named_objective("elbo")
     if name == "infovae":
-        return InfoVAELoss(alpha=0.0, lam=config.lam, divergence="mmd", num_prior_samples=config.num_prior_samples)
+        return named_objective("mmd", alpha=0.0, lam=config.lam, num_prior_samples=config.num_prior_samples)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 

@@ -26,6 +26,7 @@ from .importance import (
     log_likelihood,
     log_likelihood_with_error,
     posterior_samples,
+    precision_error,
 )
 from .latent import (
     ActiveUnits,
@@ -54,6 +55,7 @@ __all__ = [
     "log_likelihood_with_error",
     "mutual_information",
     "posterior_samples",
+    "precision_error",
     "semi_supervised_error",
     "shuffled_code_gap",
 ]

@@ -16,9 +16,15 @@ the posterior:
   (approximately) from p(z|x), the sampling-importance-resampling algorithm.
 
 The work is vectorised over images and samples and runs in chunks of at most
-``chunk_size`` (image, sample) pairs per decoder call, so memory stays bounded for any K.
+``chunk_size`` (image, sample) rows per decoder call, so memory stays bounded for any K.
 The decoder is always called as ``decoder(z).log_prob(x)`` with each image repeated once
 per sample, so any decoder works, autoregressive ones (PixelCNN) included.
+
+``precision="bf16"`` runs the networks' bodies in bfloat16 (``infovae.precision``: the
+decoder's logits come back as float32), while the codes, the densities of the prior and
+the proposal, log p(x|z) and the log-sum-exp stay float32. It changes every log p(x|z) by
+a rounding error, so measure what it does to your model before trusting it
+(:func:`precision_error`; chapter 9 uses it only where the error is below 0.05 nats).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..networks import PointMass
+from ..precision import autocast_networks, resolve_precision
 from ..vae import VAE, check_decoder_output
 from ._common import check_count, check_model, distribution_checks, evaluating
 
@@ -91,10 +98,11 @@ def _image_batches(x: torch.Tensor, num_samples: int, chunk_size: int) -> tuple[
 
 
 def _log_weights(
-    model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int
+    model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, precision: str = "fp32"
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(z [s, b, dim], log w [s, b])`` chunk by chunk for one batch ``x [b, ...]``."""
     b = x.shape[0]
+    device = x.device
     prior = model.prior()
     r = prior.expand(x.shape[:1]) if proposal == "prior" else model.encode(x)
     if isinstance(r, PointMass):
@@ -106,20 +114,24 @@ def _log_weights(
     # one validated decoder call per image checks x against the decoder's support and shape;
     # the chunks repeat the same images, so they skip torch.distributions' checks
     check_decoder_output(model.decode(r.sample()), x).log_prob(x)
-    per_chunk = max(1, chunk_size // b)
+    per_chunk = min(max(1, chunk_size // b), num_samples)
+    # the images repeated once per sample, [s * b, ...] (sample-major), built once: a shorter
+    # last chunk uses its first rows
+    x_rep = x.expand(per_chunk, *x.shape).reshape(per_chunk * b, *x.shape[1:])
     for start in range(0, num_samples, per_chunk):
         s = min(per_chunk, num_samples - start)
         z = r.sample((s,))
-        x_rep = x.expand(s, *x.shape).reshape(s * b, *x.shape[1:])
-        with distribution_checks(False):
-            log_px = model.decode(z.reshape(s * b, -1)).log_prob(x_rep)
+        with distribution_checks(False), autocast_networks(precision, device):
+            log_px = model.decode(z.reshape(s * b, -1)).log_prob(x_rep[: s * b])
         yield z, log_px.view(s, b) + prior.log_prob(z) - r.log_prob(z)
 
 
 def _check(
-    model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, name: str = "num_samples"
+    model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, name: str = "num_samples",
+    precision: str = "fp32",
 ) -> None:
     check_model(model, x)
+    resolve_precision(precision, x.device)  # names an unknown or emulated precision
     check_count(name, num_samples)
     if num_samples > MAX_SAMPLES:
         raise ValueError(f"{name} must be at most {MAX_SAMPLES:,} per image (the paper uses 5000), got {num_samples:,}")
@@ -136,6 +148,7 @@ def log_likelihood_with_error(
     *,
     proposal: str = "encoder",
     chunk_size: int = 1024,
+    precision: str = "fp32",
 ) -> LogLikelihood:
     """Importance-sampled log p(x) per image, with its delta-method standard error.
 
@@ -157,23 +170,25 @@ def log_likelihood_with_error(
         x: images ``[B, ...]``.
         num_samples: K, importance samples per image (the paper: 5000).
         proposal: ``"encoder"`` (q(z|x), IWAE), ``"prior"`` (p(z)) or ``"mixture"`` (half each).
-        chunk_size: most (image, sample) pairs per decoder call: lower it for big decoders
-            (a PixelCNN keeps ~100 kB of activations per pair), raise it where a GPU has
-            memory to spare. 1024 ran fastest for an MLP decoder on a CPU
-            (``benchmarks/bench_metrics.py``).
+        chunk_size: most (image, sample) rows per decoder call: lower it for big decoders
+            (a PixelCNN keeps ~100 kB of activations per row), raise it where a GPU has
+            memory to spare (``benchmarks/bench_metrics.py`` measures both on a CPU).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``: the networks' precision
+            (module docstring; check it with :func:`precision_error`).
 
     Returns:
         ``LogLikelihood(estimate [B], stderr [B])`` in nats; ``stderr`` is NaN when K = 1.
     """
-    _check(model, x, num_samples, proposal, chunk_size)
+    _check(model, x, num_samples, proposal, chunk_size, precision=precision)
     log_k = math.log(num_samples)
     unbiased = num_samples / (num_samples - 1) if num_samples > 1 else math.nan
     estimates, stderrs = [], []
     total = x.shape[0] * num_samples
     with evaluating(model), tqdm(total=total, disable=total < PROGRESS_FROM, desc="log-likelihood", leave=False) as bar:
         for xb in _image_batches(x, num_samples, chunk_size):
-            lse_w = lse_w2 = torch.full(xb.shape[:1], -math.inf, dtype=xb.dtype, device=xb.device)
-            for _, log_w in _log_weights(model, xb, num_samples, proposal, chunk_size):
+            lse_w = lse_w2 = torch.full(xb.shape[:1], -math.inf, dtype=torch.promote_types(xb.dtype, torch.float32),
+                                        device=xb.device)
+            for _, log_w in _log_weights(model, xb, num_samples, proposal, chunk_size, precision):
                 bar.update(log_w.numel())
                 lse_w = torch.logaddexp(lse_w, log_w.logsumexp(0))
                 lse_w2 = torch.logaddexp(lse_w2, (2 * log_w).logsumexp(0))
@@ -192,13 +207,56 @@ def log_likelihood(
     *,
     proposal: str = "encoder",
     chunk_size: int = 1024,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Importance-sampled estimates of log p(x) in nats, ``[B]`` (Table 1 of the paper).
 
     The estimate of :func:`log_likelihood_with_error` without its standard error; see there
     for the estimator, its bias and variance, its cost and the arguments.
+
+    Example:
+        >>> import torch, infovae as iv
+        >>> model = iv.networks.build_vae("mlp", 2)
+        >>> x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+        >>> iv.metrics.log_likelihood(model, x, num_samples=10).shape
+        torch.Size([3])
     """
-    return log_likelihood_with_error(model, x, num_samples, proposal=proposal, chunk_size=chunk_size).estimate
+    return log_likelihood_with_error(
+        model, x, num_samples, proposal=proposal, chunk_size=chunk_size, precision=precision
+    ).estimate
+
+
+@torch.inference_mode()
+def precision_error(
+    model: VAE,
+    x: torch.Tensor,
+    num_samples: int = 100,
+    *,
+    proposal: str = "encoder",
+    chunk_size: int = 1024,
+    precision: str = "bf16",
+    seed: int = 0,
+) -> torch.Tensor:
+    """What evaluating in ``precision`` instead of float32 does to the estimate of each image.
+
+    Runs :func:`log_likelihood` twice from the same random state, so both use the same
+    codes z_k (drawn in float32 outside the networks) and differ only by the rounding of the
+    networks: returns ``estimate(precision) - estimate(fp32)`` per image, ``[B]`` nats.
+    The caller's random state is left as it was.
+
+    Example:
+        >>> import torch, infovae as iv
+        >>> model = iv.networks.build_vae("mlp", 2)
+        >>> x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+        >>> iv.metrics.precision_error(model, x, 10, precision="fp32").abs().max().item()
+        0.0
+    """
+    runs = []
+    for p in (precision, "fp32"):
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            runs.append(log_likelihood(model, x, num_samples, proposal=proposal, chunk_size=chunk_size, precision=p))
+    return runs[0] - runs[1]
 
 
 @torch.inference_mode()
