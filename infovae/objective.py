@@ -1,8 +1,8 @@
-"""The InfoVAE objective, Eq. (6) of the book (chapter 4), in nats per image.
+"""The InfoVAE objective, Eq. (6) of the book (chapter 4, ``ch4-eq6``), in nats per image.
 
     loss = -E log p(x|z) + (1 - alpha) KL(q(z|x) || p(z)) + (alpha + lambda - 1) D(q(z) || p(z))
 
-averaged over the batch. ``alpha`` weighs the mutual information between x and z,
+averaged over the batch (book Eq. ``ch5-eq6``, the negative of ``ch4-eq6``). ``alpha`` weighs the mutual information between x and z,
 ``lam`` (lambda) the divergence between the aggregate posterior q(z) and the prior;
 ``D`` is one of the sample-based divergences of ``infovae.divergences`` (chapter 5):
 
@@ -45,6 +45,8 @@ ADVERSARIAL: tuple[str, ...] = ("js", "wgan-gp")
 class InfoVAEOutput:
     """The value of Eq. (6) on one batch and its parts (nats per image).
 
+    ``loss`` is book Eq. ``ch5-eq6`` (the negative of book Eq. ``ch4-eq6``, to minimise).
+
     Attributes:
         loss: scalar to minimise: reconstruction.mean() + kl_weight * kl.mean()
             + divergence_weight * divergence.
@@ -55,6 +57,21 @@ class InfoVAEOutput:
         z: ``[B, dim]`` the sampled codes (with gradient).
         kl_weight: 1 - alpha.
         divergence_weight: alpha + lambda - 1 (0 for ``divergence="none"``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import build_vae
+        >>> from infovae.objective import InfoVAELoss
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.tensor([[-1.0], [1.0], [1.0], [-1.0]])
+        >>> out = InfoVAELoss.mmd_vae(lam=10.0)(build_vae("toy", 1), x)
+        >>> out.reconstruction.shape, out.kl.shape, out.divergence.shape, out.z.shape
+        (torch.Size([4]), torch.Size([4]), torch.Size([]), torch.Size([4, 1]))
+        >>> out.kl_weight, out.divergence_weight
+        (1.0, 9.0)
+        >>> total = out.reconstruction.mean() + out.kl_weight * out.kl.mean() + out.divergence_weight * out.divergence
+        >>> bool(torch.isclose(out.loss, total))
+        True
     """
 
     loss: Tensor
@@ -73,10 +90,15 @@ class ObjectiveConfig:
     ``InfoVAELoss.from_config(config)`` rebuilds the loss; ``loss_fn.config`` gives it back.
     The fields are the keyword arguments of ``InfoVAELoss`` (``critic_betas`` as a list).
 
-    Example::
-
-        cfg = InfoVAELoss.mmd_vae(lam=500.0).config
-        InfoVAELoss.from_config(cfg)        # the same objective
+    Example:
+        >>> from infovae.objective import InfoVAELoss
+        >>> cfg = InfoVAELoss.mmd_vae(lam=500.0).config
+        >>> cfg.alpha, cfg.lam, cfg.divergence, cfg.num_prior_samples
+        (0.0, 500.0, 'mmd', 200)
+        >>> InfoVAELoss.from_config(cfg).config == cfg  # the same objective
+        True
+        >>> cfg.as_dict()["critic_betas"]
+        [0.5, 0.9]
     """
 
     alpha: float = 0.0
@@ -116,7 +138,20 @@ def _is_standard_normal(prior: Distribution) -> bool:
 
 def prior_score(prior: Distribution, z: Tensor) -> Tensor | None:
     """grad_z log p(z) at the codes ``z`` (treated as constants), or ``None`` for N(0, I),
-    whose score -z the Stein functions of ``infovae.divergences`` use by default."""
+    whose score -z the Stein functions of ``infovae.divergences`` use by default.
+
+    The score is the grad log p of the Stein variational gradient, book Eq. ``ch5-svgd``.
+
+    Example:
+        >>> import torch
+        >>> from torch.distributions import Independent, Normal
+        >>> from infovae.objective import prior_score
+        >>> z = torch.tensor([[1.0, -2.0]])
+        >>> prior_score(Independent(Normal(torch.zeros(2), torch.ones(2)), 1), z) is None
+        True
+        >>> prior_score(Independent(Normal(torch.zeros(2), 2.0 * torch.ones(2)), 1), z)  # -z / 4
+        tensor([[-0.2500,  0.5000]])
+    """
     if _is_standard_normal(prior):
         return None
     zd = z.detach().requires_grad_(True)
@@ -127,6 +162,11 @@ def prior_score(prior: Distribution, z: Tensor) -> Tensor | None:
 
 class InfoVAELoss(nn.Module):
     """Eq. (6): the InfoVAE objective in nats per image, called as ``loss_fn(model, x)``.
+
+    It minimises book Eq. ``ch5-eq6``, the negative of book Eq. ``ch4-eq6`` with the KL
+    between q(z) and p(z) replaced by the divergence D; the MMD is book Eq. ``ch5-mmd-v``
+    (or its unbiased form), the Stein term follows book Eq. ``ch5-svgd``, the adversarial
+    ones book Eqs. ``ch5-js`` and ``ch5-wgan``.
 
     Args:
         alpha: information preference; the KL weight is 1 - alpha (alpha <= 1).
@@ -143,6 +183,23 @@ class InfoVAELoss(nn.Module):
         gp_weight: the WGAN-GP gradient-penalty weight (authors' code: 10).
         allow_negative_weights: accept alpha > 1 or alpha + lambda < 1, which put a
             negative weight on a divergence (the objective then rewards a mismatch).
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import build_vae
+        >>> from infovae.objective import InfoVAELoss
+        >>> _ = torch.manual_seed(0)
+        >>> model = build_vae("toy", latent_dim=1)
+        >>> x = torch.tensor([[-1.0], [1.0]]).repeat(4, 1)
+        >>> loss_fn = InfoVAELoss(alpha=0.0, lam=500.0, divergence="mmd")
+        >>> out = loss_fn(model, x)
+        >>> out.loss.shape, out.kl_weight, out.divergence_weight
+        (torch.Size([]), 1.0, 499.0)
+        >>> out.loss.backward()  # gradients for the model's optimiser
+        >>> InfoVAELoss.elbo().divergence_weight, InfoVAELoss.beta_vae(4.0).kl_weight
+        (0.0, 4.0)
+        >>> InfoVAELoss.preset("stein-vae")
+        InfoVAELoss(alpha=1, lam=1000, divergence='stein')
     """
 
     def __init__(

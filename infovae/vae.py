@@ -51,9 +51,18 @@ def check_encoder_output(qz: Any, x: torch.Tensor, latent_dim: int | None = None
     Returns:
         ``qz``. Raises a TypeError or ValueError that names the problem otherwise.
 
-    Example::
-
-        check_encoder_output(encoder(x), x, latent_dim=10)
+    Example:
+        >>> import torch
+        >>> from torch.distributions import Independent, Normal
+        >>> from infovae.vae import check_encoder_output
+        >>> x = torch.zeros(4, 1, 28, 28)
+        >>> qz = Independent(Normal(torch.zeros(4, 10), torch.ones(4, 10)), 1)
+        >>> check_encoder_output(qz, x, latent_dim=10) is qz
+        True
+        >>> check_encoder_output(Normal(torch.zeros(4, 10), 1.0), x)  # per-coordinate: refused
+        Traceback (most recent call last):
+        ...
+        ValueError: the encoder's distribution must have batch_shape [B] and event_shape [dim]; ...
     """
     if not isinstance(qz, Distribution):
         raise TypeError(f"the encoder must return a torch Distribution, got {type(qz).__name__}")
@@ -82,9 +91,16 @@ def check_decoder_output(px: Any, x: torch.Tensor) -> Distribution:
     Returns:
         ``px``. Raises a TypeError or ValueError that names the problem otherwise.
 
-    Example::
-
-        check_decoder_output(decoder(z), x)
+    Example:
+        >>> import torch
+        >>> from torch.distributions import Bernoulli, Independent
+        >>> from infovae.vae import check_decoder_output
+        >>> x = torch.zeros(4, 1, 28, 28)
+        >>> px = Independent(Bernoulli(logits=torch.zeros(4, 1, 28, 28)), 3)
+        >>> check_decoder_output(px, x) is px
+        True
+        >>> px.log_prob(x).shape  # one number per image: log p(x|z) summed over pixels
+        torch.Size([4])
     """
     if not isinstance(px, Distribution):
         raise TypeError(f"the decoder must return a torch Distribution, got {type(px).__name__}")
@@ -114,10 +130,13 @@ class GaussianPrior(nn.Module):
         learnable: train ``loc`` and ``log_scale`` with the model.
         loc, scale: initial mean and standard deviation (``[latent_dim]`` or scalars).
 
-    Example::
-
-        prior = GaussianPrior(8, learnable=True)
-        prior().sample((3,)).shape        # torch.Size([3, 8])
+    Example:
+        >>> from infovae.vae import GaussianPrior
+        >>> prior = GaussianPrior(8, learnable=True)
+        >>> prior().sample((3,)).shape
+        torch.Size([3, 8])
+        >>> sorted(name for name, _ in prior.named_parameters())
+        ['loc', 'log_scale']
     """
 
     loc: torch.Tensor
@@ -168,6 +187,14 @@ class DistributionPrior(nn.Module):
     It does not follow ``.to()`` and is not saved in the ``state_dict`` (build a module such
     as :class:`GaussianPrior` for that); a ``Normal`` or ``Independent(Normal)`` passed to
     :class:`VAE` becomes a :class:`GaussianPrior` instead.
+
+    Example:
+        >>> import torch
+        >>> from torch.distributions import Independent, Laplace
+        >>> from infovae.vae import DistributionPrior
+        >>> prior = DistributionPrior(Independent(Laplace(torch.zeros(2), torch.ones(2)), 1))
+        >>> prior.latent_dim, type(prior()).__name__, prior().sample((5,)).shape
+        (2, 'Independent', torch.Size([5, 2]))
     """
 
     def __init__(self, distribution: Distribution):
@@ -186,7 +213,17 @@ def as_prior_module(prior: nn.Module | Distribution | None, latent_dim: int | No
     """The prior as a module: ``None`` gives N(0, I) in ``latent_dim`` dimensions, a plain
     ``Normal``/``Independent(Normal)`` a :class:`GaussianPrior`, any other distribution a
     :class:`DistributionPrior`, and a module is checked (``prior()`` must return a
-    distribution with ``event_shape [dim]``)."""
+    distribution with ``event_shape [dim]``).
+
+    Example:
+        >>> import torch
+        >>> from torch.distributions import Independent, Normal
+        >>> from infovae.vae import as_prior_module
+        >>> as_prior_module(None, 4)
+        GaussianPrior(latent_dim=4, learnable=False)
+        >>> as_prior_module(Independent(Normal(torch.zeros(3), torch.ones(3)), 1), None)
+        GaussianPrior(latent_dim=3, learnable=False)
+    """
     if prior is None:
         if latent_dim is None:
             raise TypeError("the latent dimension is unknown")
@@ -238,6 +275,9 @@ def _declared_dim(module: nn.Module) -> int | None:
 class VAE(nn.Module):
     """A latent variable model p(z) p(x|z) with an inference network q(z|x) (Eq. 1).
 
+    The generative joint p(x, z) = p(z) p(x|z) is book Eq. ``ch1-joint-p`` and the encoder
+    defines the inference joint q(x, z) = p_D(x) q(z|x) of book Eq. ``ch1-joint-q``.
+
     Args:
         encoder: module mapping ``x [B, ...]`` to a distribution over z (event ``[dim]``).
         decoder: module mapping ``z [B, dim]`` to a distribution over x (event ``x.shape[1:]``).
@@ -246,10 +286,18 @@ class VAE(nn.Module):
         latent_dim: dimension of z; needed only when neither the prior nor a ``latent_dim``
             attribute of the encoder (or decoder) says it. All that are given must agree.
 
-    Example::
-
-        model = VAE(encoder, decoder, latent_dim=10)
-        qz, z, px = model(x)
+    Example:
+        >>> import torch
+        >>> from infovae.networks import MLPDecoder, MLPEncoder
+        >>> from infovae.vae import VAE
+        >>> _ = torch.manual_seed(0)
+        >>> model = VAE(MLPEncoder((6,), 2, hidden=(8,)), MLPDecoder(2, (6,), hidden=(8,)))
+        >>> model.latent_dim, model.prior
+        (2, GaussianPrior(latent_dim=2, learnable=False))
+        >>> x = torch.zeros(5, 6)
+        >>> qz, z, px = model(x)  # q(z|x), z ~ q(z|x), p(x|z)
+        >>> z.shape, px.log_prob(x).shape, model.sample(3).shape
+        (torch.Size([5, 2]), torch.Size([5]), torch.Size([3, 6]))
     """
 
     def __init__(
