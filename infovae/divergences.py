@@ -1,6 +1,7 @@
 """Divergences between the aggregate posterior q(z) and the prior p(z) (book, chapter 5).
 
-The last term of Eq. (6) (book chapter 4) needs a divergence D(q(z) || p(z)) that can be
+The last term of Eq. (6) (book chapter 4, ``ch4-eq6``; the loss of book Eq. ``ch5-eq6``)
+needs a divergence D(q(z) || p(z)) that can be
 estimated from samples of q(z) alone, since log q(z) is intractable. This module holds
 the four families that the paper compares, each as a differentiable function of codes:
 
@@ -63,7 +64,13 @@ def _check_finite(**tensors: Tensor) -> None:
 
 
 def resolve_bandwidth(bandwidth: float | None, dim: int) -> float:
-    """The kernel bandwidth h: ``bandwidth`` checked (positive, finite), or ``dim`` for ``None``."""
+    """The kernel bandwidth h: ``bandwidth`` checked (positive, finite), or ``dim`` for ``None``.
+
+    Example:
+        >>> from infovae.divergences import resolve_bandwidth
+        >>> resolve_bandwidth(None, 8), resolve_bandwidth(2, 8)
+        (8.0, 2.0)
+    """
     if bandwidth is None:
         return float(dim)
     if isinstance(bandwidth, Tensor):
@@ -79,6 +86,13 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     """All pairwise squared Euclidean distances ``|a_i - b_j|^2`` as an ``[n, m]`` matrix.
 
     Uses ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product), clamped at 0 against rounding.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import squared_distances
+        >>> squared_distances(torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.tensor([[3.0, 4.0]]))
+        tensor([[25.],
+                [13.]])
     """
     sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2.0 * (a @ b.T)
     return sq.clamp_min(0.0)
@@ -87,10 +101,22 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
 def kernel_matrix(a: Tensor, b: Tensor, kernel: str = "rbf", bandwidth: float | None = None) -> Tensor:
     """The ``[n, m]`` matrix ``k(a_i, b_j)`` of the module's kernels.
 
+    The Gaussian kernel is the k of book Eq. ``ch5-mmd-kernel``, exp(-|a - b|^2 / (2 h)).
+
     Args:
         a, b: samples ``[n, dim]`` and ``[m, dim]``.
         kernel: ``"rbf"`` or ``"imq"`` (see the module docstring).
         bandwidth: h; ``None`` means ``dim``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import kernel_matrix
+        >>> a = torch.tensor([[0.0], [1.0]])
+        >>> kernel_matrix(a, a, bandwidth=0.5)  # exp(-1) off the diagonal
+        tensor([[1.0000, 0.3679],
+                [0.3679, 1.0000]])
+        >>> kernel_matrix(a, a, kernel="imq").diagonal()
+        tensor([1., 1.])
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
@@ -144,9 +170,11 @@ def mmd(
 ) -> Tensor:
     """Squared maximum mean discrepancy between the samples ``x`` and ``y`` (chapter 5).
 
-    MMD^2(q, p) = E k(z, z') - 2 E k(z, w) + E k(w, w') with z, z' ~ q and w, w' ~ p.
-    The ``"biased"`` estimator (V-statistic) averages over all pairs, diagonals included,
-    and is never negative; the ``"unbiased"`` one (U-statistic) leaves out the pairs
+    MMD^2(q, p) = E k(z, z') - 2 E k(z, w) + E k(w, w') with z, z' ~ q and w, w' ~ p
+    (book Eqs. ``ch4-mmd`` and ``ch5-mmd-kernel``).
+    The ``"biased"`` estimator (V-statistic, book Eq. ``ch5-mmd-v``) averages over all pairs,
+    diagonals included, and is never negative; its bias is book Eq. ``ch5-mmd-bias``. The
+    ``"unbiased"`` one (U-statistic) leaves out the pairs
     (i, i) within each sample, so its mean over draws is exactly MMD^2 (it can be negative).
 
     Args:
@@ -159,6 +187,18 @@ def mmd(
 
     Returns:
         A scalar tensor, differentiable with respect to ``x`` and ``y``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import mmd
+        >>> _ = torch.manual_seed(0)
+        >>> z, w = torch.randn(200, 2), torch.randn(200, 2)
+        >>> abs(float(mmd(z, z))) < 1e-6
+        True
+        >>> bool(mmd(z + 3.0, w) > mmd(z, w))  # shifted codes are far from the prior
+        True
+        >>> bool(mmd(z, w) > mmd(z, w, estimator="unbiased"))  # the V-statistic's positive bias
+        True
     """
     _check_codes("x", x)
     _check_codes("y", y)
@@ -192,7 +232,7 @@ def mmd(
 def gaussian_kl(mean: Tensor, std: Tensor) -> Tensor:
     """KL(N(mean, diag std^2) || N(0, I)) for each row, in nats.
 
-    KL = 1/2 sum_d (std_d^2 + mean_d^2 - 1 - 2 log std_d).
+    KL = 1/2 sum_d (std_d^2 + mean_d^2 - 1 - 2 log std_d) (book Eq. ``ch5-kl``).
 
     Args:
         mean: ``[n, dim]`` means.
@@ -200,6 +240,12 @@ def gaussian_kl(mean: Tensor, std: Tensor) -> Tensor:
 
     Returns:
         ``[n]`` tensor.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import gaussian_kl
+        >>> gaussian_kl(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.ones(2, 2))
+        tensor([0.0000, 0.5000])
     """
     _check_codes("mean", mean)
     _check_codes("std", std)
@@ -232,7 +278,7 @@ def _check_score(z: Tensor, score: Tensor | None) -> Tensor:
 def svgd_direction(z: Tensor, score: Tensor | None = None, bandwidth: float | None = None) -> Tensor:
     """The Stein variational gradient direction at each code (Liu & Wang 2016).
 
-    phi(z_i) = 1/n sum_j [ k(z_j, z_i) s(z_j) + grad_{z_j} k(z_j, z_i) ]
+    phi(z_i) = 1/n sum_j [ k(z_j, z_i) s(z_j) + grad_{z_j} k(z_j, z_i) ]     (book Eq. ``ch5-svgd``)
 
     with the Gaussian kernel k of ``mmd`` (h defaults to dim) and s = grad log p the
     target's score. Moving every code a small step along phi decreases KL(q || p) fastest
@@ -246,6 +292,13 @@ def svgd_direction(z: Tensor, score: Tensor | None = None, bandwidth: float | No
 
     Returns:
         ``[n, dim]`` tensor without gradient.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import svgd_direction
+        >>> svgd_direction(torch.tensor([[-1.0], [1.0]]))  # both codes move toward the mode
+        tensor([[ 0.2970],
+                [-0.2970]])
     """
     _check_codes("z", z)
     s = _check_score(z, score)
@@ -262,7 +315,8 @@ def kernel_stein_discrepancy(z: Tensor, score: Tensor | None = None, bandwidth: 
 
     ``KSD^2 = 1/n^2 sum_ij u(z_i, z_j)`` with, for the Gaussian kernel k and ``r = |z_i - z_j|``,
     ``u = k(z_i, z_j) [s_i.s_j + (s_i - s_j).(z_i - z_j) / h + dim / h - r^2 / h^2]``.
-    It is the squared RKHS norm of the best Stein direction: 0 when the codes follow p.
+    It is the squared RKHS norm of the best Stein direction (book Eq. ``ch5-svgd``): 0 when
+    the codes follow p.
 
     Args:
         z: codes ``[n, dim]`` (treated as constants).
@@ -271,6 +325,14 @@ def kernel_stein_discrepancy(z: Tensor, score: Tensor | None = None, bandwidth: 
 
     Returns:
         A scalar tensor without gradient.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import kernel_stein_discrepancy
+        >>> _ = torch.manual_seed(0)
+        >>> z = torch.randn(500, 2)
+        >>> bool(kernel_stein_discrepancy(z) < kernel_stein_discrepancy(z + 2.0))
+        True
     """
     _check_codes("z", z)
     s = _check_score(z, score)
@@ -291,8 +353,8 @@ def stein_loss(z: Tensor, score: Tensor | None = None, bandwidth: float | None =
 
     The value is the kernelized Stein discrepancy (``kernel_stein_discrepancy``), for
     logging; the gradient with respect to z_i is -phi(z_i) / n (``svgd_direction``), so a
-    gradient step on the mean over a batch is an SVGD step on KL(q(z) || p(z)). The
-    gradient is not that of the returned value.
+    gradient step on the mean over a batch is an SVGD step on KL(q(z) || p(z)) (book
+    Eq. ``ch5-svgd``). The gradient is not that of the returned value.
 
     Args:
         z: codes ``[n, dim]`` that carry gradient to the encoder.
@@ -301,6 +363,14 @@ def stein_loss(z: Tensor, score: Tensor | None = None, bandwidth: float | None =
 
     Returns:
         A scalar tensor.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import stein_loss, svgd_direction
+        >>> z = torch.tensor([[-1.0], [1.0]], requires_grad=True)
+        >>> stein_loss(z).backward()
+        >>> torch.allclose(z.grad, -svgd_direction(z) / 2)  # -phi / n
+        True
     """
     phi = svgd_direction(z, score, bandwidth)
     ksd = kernel_stein_discrepancy(z, score, bandwidth)
@@ -316,6 +386,8 @@ def gradient_penalty(
 ) -> Tensor:
     """The WGAN-GP penalty ``E[(|grad_z f(z_t)| - 1)^2]`` at ``z_t = t real + (1 - t) fake``.
 
+    The last term of the critic loss of book Eq. ``ch5-wgan`` (without its weight).
+
     Args:
         critic: maps ``[n, dim]`` to ``[n]`` scores.
         real, fake: samples ``[n, dim]`` paired row by row.
@@ -323,6 +395,13 @@ def gradient_penalty(
 
     Returns:
         A scalar tensor, differentiable with respect to the critic's parameters.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import gradient_penalty
+        >>> critic = lambda z: 3.0 * z.sum(1)  # gradient norm 3 everywhere
+        >>> gradient_penalty(critic, torch.ones(4, 1), torch.zeros(4, 1))
+        tensor(4.)
     """
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
@@ -396,7 +475,19 @@ class JSDiscriminator(_AdversarialDivergence):
 
         JS ~= log 2 + 1/2 E_p[log sigmoid f(w)] + 1/2 E_q[log(1 - sigmoid f(z))],
 
-    exact when f is the optimal discriminator; its gradient reaches the codes only.
+    (book Eq. ``ch5-js``), exact when f is the optimal discriminator; its gradient reaches
+    the codes only.
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import JSDiscriminator
+        >>> _ = torch.manual_seed(0)
+        >>> disc = JSDiscriminator(2, hidden=16)
+        >>> codes, prior_samples = torch.randn(64, 2) + 2.0, torch.randn(64, 2)
+        >>> sorted(disc.step(codes, prior_samples))  # one logistic-regression step
+        ['discriminator_loss', 'js']
+        >>> disc(codes, prior_samples).shape
+        torch.Size([])
     """
 
     def critic_loss(self, codes: Tensor, prior_samples: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -414,7 +505,20 @@ class WGANCritic(_AdversarialDivergence):
     """Wasserstein-1 distance through a WGAN-GP critic (Gulrajani et al. 2017).
 
     ``step`` minimises E_q[f(z)] - E_p[f(w)] + gp_weight * gradient_penalty; ``forward``
-    returns the Wasserstein estimate E_p[f(w)] - E_q[f(z)], with gradient to the codes only.
+    returns the Wasserstein estimate E_p[f(w)] - E_q[f(z)], with gradient to the codes only
+    (both in book Eq. ``ch5-wgan``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.divergences import WGANCritic
+        >>> _ = torch.manual_seed(0)
+        >>> critic = WGANCritic(2, hidden=16)
+        >>> codes = (torch.randn(64, 2) + 2.0).requires_grad_(True)
+        >>> sorted(critic.step(codes, torch.randn(64, 2)))
+        ['critic_loss', 'gradient_penalty', 'wasserstein']
+        >>> critic(codes, torch.randn(64, 2)).backward()  # the gradient reaches the codes only
+        >>> codes.grad.shape, critic.net[0].weight.grad is None
+        (torch.Size([64, 2]), True)
     """
 
     def __init__(self, dim: int, hidden: int = 512, lr: float = 2e-5, betas: tuple[float, float] = (0.5, 0.9),
