@@ -44,6 +44,15 @@ class PointMass(Distribution):
 
     Args:
         loc: codes ``[..., dim]``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import PointMass
+        >>> q = PointMass(torch.tensor([[0.5, -1.0]]))
+        >>> q.rsample(), q.variance
+        (tensor([[ 0.5000, -1.0000]]), tensor([[0., 0.]]))
+        >>> q.log_prob(torch.tensor([[0.5, -1.0], [0.0, 0.0]]))
+        tensor([0., -inf])
     """
 
     arg_constraints = {"loc": constraints.real_vector}
@@ -88,6 +97,15 @@ class LatentHead(nn.Module):
         min_std: floor of the standard deviation.
         std_floor: ``"add"`` for std = sigmoid(s) + min_std (Fig. 1, DCGAN) or ``"max"`` for
             std = max(sigmoid(s), min_std) (the PixelCNN experiments' encoder).
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import LatentHead
+        >>> q = LatentHead(in_features=8, latent_dim=2)(torch.zeros(3, 8))
+        >>> q.batch_shape, q.event_shape
+        (torch.Size([3]), torch.Size([2]))
+        >>> type(LatentHead(8, 2, deterministic=True)(torch.zeros(3, 8))).__name__
+        'PointMass'
     """
 
     def __init__(
@@ -151,6 +169,14 @@ class MLPEncoder(nn.Module):
         latent_dim: dimension of z.
         hidden: widths of the hidden layers (Fig. 1: 200, 200).
         deterministic, min_std, std_floor: see ``LatentHead``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import MLPEncoder
+        >>> encoder = MLPEncoder((1, 28, 28), latent_dim=4, hidden=(32,))
+        >>> qz = encoder(torch.zeros(5, 1, 28, 28))
+        >>> qz.sample().shape, encoder.latent_dim
+        (torch.Size([5, 4]), 4)
     """
 
     def __init__(
@@ -184,6 +210,13 @@ class MLPDecoder(nn.Module):
         hidden: widths of the hidden layers (Fig. 1: 200, 200).
         likelihood: ``"bernoulli"`` (binary images) or ``"gaussian"`` (the two-point data).
         min_std: floor added to the Gaussian's sigmoid standard deviation.
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import MLPDecoder
+        >>> px = MLPDecoder(latent_dim=1, out_shape=(1,), likelihood="gaussian")(torch.zeros(5, 1))
+        >>> px.batch_shape, px.event_shape, px.log_prob(torch.ones(5, 1)).shape
+        (torch.Size([5]), torch.Size([1]), torch.Size([5]))
     """
 
     def __init__(
@@ -226,6 +259,15 @@ class ConvEncoder(nn.Module):
         deterministic, min_std, std_floor: see ``LatentHead``.
         image_size: height and width of the single-channel input (28 for MNIST; 14 for the
             downsampled digits of chapter 8's information-preference experiment).
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import ConvEncoder
+        >>> encoder = ConvEncoder(latent_dim=2, hidden=32)
+        >>> encoder(torch.zeros(3, 1, 28, 28)).mean.shape
+        torch.Size([3, 2])
+        >>> ConvEncoder(2, hidden=32, image_size=14)(torch.zeros(3, 1, 14, 14)).event_shape
+        torch.Size([2])
     """
 
     def __init__(
@@ -272,6 +314,13 @@ class ConvDecoder(nn.Module):
     Args:
         latent_dim: dimension of z.
         hidden: width of the first fully connected layer.
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import ConvDecoder
+        >>> px = ConvDecoder(latent_dim=2, hidden=32)(torch.zeros(3, 2))
+        >>> px.sample().shape, px.log_prob(torch.zeros(3, 1, 28, 28)).shape
+        (torch.Size([3, 1, 28, 28]), torch.Size([3]))
     """
 
     def __init__(self, latent_dim: int, hidden: int = 1024):
@@ -307,6 +356,16 @@ def build_vae(architecture: str, latent_dim: int, deterministic: bool = False) -
 
     Returns:
         a ``VAE`` with a standard normal prior, on the CPU (move it with ``.to(device)``).
+
+    Example:
+        >>> from infovae.networks import build_vae
+        >>> model = build_vae("toy", latent_dim=1)
+        >>> type(model.encoder).__name__, type(model.decoder).__name__, model.latent_dim
+        ('MLPEncoder', 'MLPDecoder', 1)
+        >>> model.sample(3).shape
+        torch.Size([3, 1])
+        >>> type(build_vae("pixelcnn", latent_dim=5, deterministic=True).decoder).__name__
+        'PixelCNNDecoder'
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -61,6 +61,12 @@ class PixelCNNConfig:
         channels: feature maps per layer (in each stack).
         first_kernel: window size of the first layer (odd, at least 3).
         kernel: window size of the later layers (odd).
+
+    Example:
+        >>> from infovae.pixelcnn import PixelCNNConfig
+        >>> config = PixelCNNConfig(latent_dim=5)
+        >>> config.layers, config.channels, config.first_kernel, config.kernel, config.image_size
+        (12, 32, 7, 3, (28, 28))
     """
 
     latent_dim: int
@@ -95,6 +101,15 @@ class GatedLayer(nn.Module):
         kernel: window size (odd).
         first: the first layer: excludes the current pixel, no residual connection.
         latent_dim: dimension of z.
+
+    Example:
+        >>> import torch
+        >>> from infovae.pixelcnn import GatedLayer
+        >>> layer = GatedLayer(1, 4, kernel=7, first=True, latent_dim=2)
+        >>> x = torch.zeros(3, 1, 5, 5)
+        >>> v, h = layer(x, x, torch.zeros(3, 2))
+        >>> v.shape, h.shape
+        (torch.Size([3, 4, 5, 5]), torch.Size([3, 4, 5, 5]))
     """
 
     def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, latent_dim: int):
@@ -264,6 +279,16 @@ class PixelCNNDistribution(Distribution):
     ``log_prob(x)`` is the sum over pixels of log p(x_i | x_<i, z) in nats (one network pass);
     ``sample()`` draws autoregressively with the incremental sampler. The mean of p(x|z) has
     no closed form, so ``mean`` raises; use samples.
+
+    Example:
+        >>> import torch
+        >>> from infovae.pixelcnn import PixelCNNConfig, PixelCNNDecoder
+        >>> config = PixelCNNConfig(latent_dim=2, image_size=(3, 3), layers=1, channels=4, first_kernel=3)
+        >>> px = PixelCNNDecoder(config)(torch.zeros(2, 2))
+        >>> px.batch_shape, px.event_shape
+        (torch.Size([2]), torch.Size([1, 3, 3]))
+        >>> px.sample((4,)).shape, px.log_prob(torch.zeros(2, 1, 3, 3)).shape
+        (torch.Size([4, 2, 1, 3, 3]), torch.Size([2]))
     """
 
     arg_constraints: dict = {}

@@ -93,7 +93,13 @@ EvalHook = Callable[["Trainer"], Mapping[str, float]]
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite during training."""
+    """The loss became NaN or infinite during training.
+
+    Example:
+        >>> from infovae.train import NonFiniteLossError
+        >>> issubclass(NonFiniteLossError, RuntimeError)  # raised by Trainer.train_step and Trainer.save
+        True
+    """
 
 
 @dataclass
@@ -125,6 +131,17 @@ class TrainConfig:
         progress: show a tqdm progress bar.
         precision: ``"fp32"``, ``"bf16"`` (bf16 autocast of the networks only, where the
             device has native bf16; ``infovae.precision``) or ``"auto"`` (bf16 where native).
+
+    Example:
+        >>> from infovae.train import TrainConfig
+        >>> config = TrainConfig(iterations=2000, optimizer="adamw", scheduler="cosineannealinglr",
+        ...                      scheduler_options={"T_max": 2000})
+        >>> config.batch_size, config.lr, config.precision
+        (100, 0.0001, 'fp32')
+        >>> TrainConfig(optimizer_options={"momentum": 0.9})  # Adam has no momentum
+        Traceback (most recent call last):
+        ...
+        ValueError: optimizer_options ['momentum']: Adam does not take them; ...
     """
 
     iterations: int = 1000
@@ -193,6 +210,14 @@ class History:
     """Every logged quantity as a series of (step, value) pairs.
 
     ``history["loss"]`` is the list of values, ``history.steps("loss")`` their steps.
+
+    Example:
+        >>> from infovae.train import History
+        >>> history = History()
+        >>> history.log(100, {"loss": 2.5, "kl": 1.0})
+        >>> history.log(200, {"loss": 1.5})
+        >>> history["loss"], history.steps("loss"), history.names
+        ([2.5, 1.5], [100, 200], ['loss', 'kl'])
     """
 
     series: dict[str, list[list[float]]] = field(default_factory=dict)
@@ -266,7 +291,19 @@ def _auxiliary_optimizers(loss_fn: object) -> list[torch.optim.Optimizer]:
 
 
 def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the old file intact."""
+    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the old file intact.
+
+    Returns the path written (its folder is created if needed).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from infovae.train import save_checkpoint
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_checkpoint({"step": 3, "w": torch.ones(2)}, Path(folder) / "runs" / "a.pt")
+        ...     torch.load(path, weights_only=True)
+        {'step': 3, 'w': tensor([1., 1.])}
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -288,6 +325,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | 
         FileNotFoundError: nothing at ``path``.
         ValueError: ``"<path> is not an infovae checkpoint"``: unreadable, truncated, holding
             anything but tensors and plain values, or of another format.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from infovae.train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_checkpoint({"format": CHECKPOINT_FORMAT, "step": 3}, Path(folder) / "a.pt")
+        ...     load_checkpoint(path)["step"]
+        3
     """
     path = Path(path)
     if not path.is_file():
@@ -358,6 +404,17 @@ class Trainer:
         device: defaults to ``iv.get_device()``.
         meta: plain values (str, numbers, None, lists, str-keyed dicts) stored in every
             checkpoint (e.g. how to rebuild the model); checked here.
+
+    Example:
+        >>> import torch
+        >>> from infovae import InfoVAELoss, TrainConfig, Trainer, build_vae
+        >>> from infovae.data import two_point_data
+        >>> _ = torch.manual_seed(0)
+        >>> config = TrainConfig(iterations=4, batch_size=8, lr=1e-3, log_every=2, progress=False)
+        >>> trainer = Trainer(build_vae("toy", 1), InfoVAELoss.elbo(), two_point_data(32), config, device="cpu")
+        >>> history = trainer.run()
+        >>> trainer.step, history.steps("loss"), history.names
+        (4, [2, 4], ['loss', 'reconstruction', 'kl'])
     """
 
     def __init__(
@@ -704,12 +761,26 @@ def evaluate(
 ) -> dict[str, float]:
     """Average the loss and its terms over ``data`` (model in eval mode), in nats per image.
 
+    For an ``InfoVAELoss`` these are book Eq. ``ch5-eq6`` and its terms over the whole set.
+
     Args:
         model, loss_fn: as for ``Trainer``.
         data: examples ``[N, ...]`` (moved batch by batch to the model's device).
         batch_size: examples per forward pass.
         binarize: binarization applied to each batch (``None``: data used as given).
         generator: source of the stochastic binarization.
+
+    Example:
+        >>> import torch
+        >>> from infovae import InfoVAELoss, build_vae
+        >>> from infovae.data import two_point_data
+        >>> from infovae.train import evaluate
+        >>> _ = torch.manual_seed(0)
+        >>> result = evaluate(build_vae("toy", 1), InfoVAELoss.elbo(), two_point_data(16), batch_size=8)
+        >>> sorted(result)
+        ['kl', 'loss', 'reconstruction']
+        >>> abs(result["loss"] - result["reconstruction"] - result["kl"]) < 1e-4  # the ELBO: weights 1 and 1
+        True
     """
     if batch_size < 1 or len(data) == 0:
         raise ValueError("evaluate needs a non-empty data set and a positive batch_size")

@@ -1,7 +1,7 @@
 """How well q(z) matches p(z) and how much the code says about x (Figs. 2 and 6, chapters 7-8).
 
-The aggregate posterior q(z) = (1/N) sum_n q(z|x_n) over a data set is the object of the
-InfoVAE objective (Eq. 6 of the book). These metrics look at it through codes
+The aggregate posterior q(z) = (1/N) sum_n q(z|x_n) over a data set (book Eq. ``ch1-joint-q``)
+is the object of the InfoVAE objective (Eq. 6 of the book, ``ch4-eq6``). These metrics look at it through codes
 z_n ~ q(z|x_n), one per image:
 
 * ``full_batch_mmd``: MMD(q(z), p(z)) over all codes (Fig. 6 A, the paper: 40k vs 40k);
@@ -26,7 +26,15 @@ from ._common import check_count, check_images, check_model, evaluating
 
 
 class LogDetCovariance(NamedTuple):
-    """log det of the sample covariance of codes: ``total`` and ``per_dim = total / dim``."""
+    """log det of the sample covariance of codes: ``total`` and ``per_dim = total / dim``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.metrics.latent import LogDetCovariance, log_det_covariance
+        >>> result = log_det_covariance(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]]))
+        >>> isinstance(result, LogDetCovariance), result.total == 2 * result.per_dim
+        (True, True)
+    """
 
     total: float
     per_dim: float
@@ -34,7 +42,15 @@ class LogDetCovariance(NamedTuple):
 
 class ActiveUnits(NamedTuple):
     """``num_active`` latent dimensions with ``variances`` (``[dim]``) above the threshold (the field is
-    not called ``count``, which would shadow ``tuple.count``)."""
+    not called ``count``, which would shadow ``tuple.count``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.metrics.latent import ActiveUnits
+        >>> units = ActiveUnits(1, torch.tensor([0.8, 0.001]))
+        >>> units.num_active, units.variances.shape
+        (1, torch.Size([2]))
+    """
 
     num_active: int
     variances: torch.Tensor
@@ -54,8 +70,16 @@ def _check_codes(z: torch.Tensor, min_rows: int = 1) -> torch.Tensor:
 def mixture_log_density(z: torch.Tensor, means: torch.Tensor, stds: torch.Tensor, block: int = 256) -> torch.Tensor:
     """log q(z) at points ``z [m, dim]`` for the equal mixture q(z) = (1/n) sum_i N(means_i, diag stds_i^2).
 
-    The aggregate posterior of a Gaussian encoder over n images (``means``, ``stds`` ``[n, dim]``),
-    evaluated exactly by a log-sum-exp over the components, ``block`` points at a time.
+    The aggregate posterior of a Gaussian encoder over n images (``means``, ``stds`` ``[n, dim]``;
+    q(z) of book Eq. ``ch1-joint-q``), evaluated exactly by a log-sum-exp over the components,
+    ``block`` points at a time.
+
+    Example:
+        >>> import torch
+        >>> from infovae.metrics.latent import mixture_log_density
+        >>> means, stds = torch.tensor([[-1.0], [1.0]]), torch.ones(2, 1)
+        >>> mixture_log_density(torch.zeros(1, 1), means, stds)  # log N(0; 1, 1)
+        tensor([-1.4189])
     """
     out = []
     for zb in z.split(block):
@@ -73,6 +97,14 @@ def encode_codes(
     Samples of q(z|x_n) over the data set are samples of the aggregate posterior q(z), the
     input of :func:`full_batch_mmd` and :func:`log_det_covariance`; the means serve as
     features (:func:`~infovae.metrics.downstream.semi_supervised_error`). Cost: one encoder pass.
+
+    Example:
+        >>> import torch
+        >>> from infovae.metrics.latent import encode_codes
+        >>> from infovae.networks import build_vae
+        >>> model, x = build_vae("toy", latent_dim=2), torch.tensor([[-1.0], [1.0]]).repeat(5, 1)
+        >>> encode_codes(model, x).shape, encode_codes(model, x, sample=False).shape
+        (torch.Size([10, 2]), torch.Size([10, 2]))
     """
     check_model(model, x)
     check_count("batch_size", batch_size)
@@ -93,11 +125,13 @@ def full_batch_mmd(
 ) -> float:
     """MMD^2 between codes ``z ~ q(z)`` and as many fresh prior samples (Fig. 6 A).
 
-    Estimates MMD^2(q, p) = E k(z, z') + E k(y, y') - 2 E k(z, y), z, z' ~ q, y, y' ~ p, with
-    :func:`infovae.divergences.mmd` (default: Gaussian kernel ``exp(-||a-b||^2 / (2 dim))``).
+    Estimates MMD^2(q, p) = E k(z, z') + E k(y, y') - 2 E k(z, y), z, z' ~ q, y, y' ~ p (book
+    Eq. ``ch5-mmd-kernel``), with :func:`infovae.divergences.mmd` (default: Gaussian kernel
+    ``exp(-||a-b||^2 / (2 dim))``).
 
-    Bias and variance: the ``"biased"`` V-statistic (the paper's) exceeds MMD^2 on average
-    by (2 - E k(z,z') - E k(y,y')) / n <= 2 / n for n codes and n prior samples (at most 5e-5
+    Bias and variance: the ``"biased"`` V-statistic (the paper's, book Eq. ``ch5-mmd-v``)
+    exceeds MMD^2 on average (book Eq. ``ch5-mmd-bias``) by (2 - E k(z,z') - E k(y,y')) / n
+    <= 2 / n for n codes and n prior samples (at most 5e-5
     at n = 40k, above the smallest ELBO values of Fig. 6 A); ``"unbiased"`` removes it. The
     standard deviation is O(1/n) when q = p and O(1/sqrt(n)) otherwise.
 
@@ -108,6 +142,14 @@ def full_batch_mmd(
         prior: p(z); ``None`` means N(0, I). Sampled with torch's global generator.
         num_prior_samples: prior samples (default ``n``, as in the paper).
         kernel, bandwidth, estimator: passed to :func:`infovae.divergences.mmd`.
+
+    Example:
+        >>> import torch
+        >>> from infovae.metrics.latent import full_batch_mmd
+        >>> _ = torch.manual_seed(0)
+        >>> near, far = full_batch_mmd(torch.randn(500, 2)), full_batch_mmd(torch.randn(500, 2) + 2.0)
+        >>> isinstance(near, float), near < 0.01 < far
+        (True, True)
     """
     _check_codes(z, min_rows=2)
     n = z.shape[0] if num_prior_samples is None else check_count("num_prior_samples", num_prior_samples)
@@ -127,6 +169,14 @@ def log_det_covariance(z: torch.Tensor) -> LogDetCovariance:
     unbiased but log det S is not: for Gaussian codes E log det S - log det Cov =
     d log 2 - d log(n-1) + sum_{i=1..d} digamma((n - i) / 2) ~= -d (d + 1) / (2 n), and its
     standard deviation is about sqrt(2 d / n). Cost: O(n d^2 + d^3).
+
+    Example:
+        >>> import math, torch
+        >>> from infovae.metrics.latent import log_det_covariance
+        >>> z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])  # covariance (4/3) I
+        >>> result = log_det_covariance(z)
+        >>> math.isclose(result.total, 2 * math.log(4 / 3)), math.isclose(result.per_dim, math.log(4 / 3))
+        (True, True)
     """
     _check_codes(z)
     if z.shape[0] <= z.shape[1]:
@@ -145,7 +195,7 @@ def mutual_information(
 ) -> float:
     """I_q(x; z) of the joint q(x, z) = p_D(x) q(z|x), p_D uniform over the images ``x``.
 
-    Estimates I_q = E_{x, z ~ q(z|x)} [log q(z|x) - log q(z)] with the exact mixture
+    Book Eq. ``ch3-mi`` (with the joint of book Eq. ``ch1-joint-q``). Estimates I_q = E_{x, z ~ q(z|x)} [log q(z|x) - log q(z)] with the exact mixture
     q(z) = (1/N) sum_n q(z|x_n), evaluated in log space (log-sum-exp over n), from
     ``num_samples`` draws z ~ q(z|x_i) per image.
 
@@ -159,6 +209,16 @@ def mutual_information(
 
     Returns:
         the estimate in nats.
+
+    Example:
+        >>> import math, torch
+        >>> from infovae.metrics.latent import mutual_information
+        >>> from infovae.networks import build_vae
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.tensor([[-1.0], [1.0]]).repeat(20, 1)
+        >>> mi = mutual_information(build_vae("toy", latent_dim=1), x, num_samples=2)
+        >>> isinstance(mi, float), mi <= math.log(len(x))
+        (True, True)
     """
     check_model(model, x)
     check_count("num_samples", num_samples)
@@ -191,6 +251,15 @@ def shuffled_code_gap(model: VAE, x: torch.Tensor, *, batch_size: int = 1000) ->
 
     Returns:
         the gap in nats per image (needs N >= 2).
+
+    Example:
+        >>> import torch
+        >>> from infovae.metrics.latent import shuffled_code_gap
+        >>> from infovae.networks import build_vae
+        >>> _ = torch.manual_seed(0)
+        >>> gap = shuffled_code_gap(build_vae("toy", latent_dim=1), torch.tensor([[-1.0], [1.0]]).repeat(8, 1))
+        >>> type(gap)
+        <class 'float'>
     """
     check_model(model, x)
     check_count("batch_size", batch_size)
@@ -223,6 +292,21 @@ def active_units(
     A dimension whose encoder mean does not move with x carries no information about x.
     The variance is the sample variance over the N images (unbiased, standard deviation
     ~ A_u sqrt(2 / N) for Gaussian means). Cost: one encoder pass.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from torch.distributions import Independent, Normal
+        >>> from infovae.metrics.latent import active_units
+        >>> from infovae.networks import MLPDecoder
+        >>> from infovae.vae import VAE
+        >>> class CopyEncoder(nn.Module):  # z_1 has mean x, z_2 mean 0: one unit in use
+        ...     def forward(self, x):
+        ...         mean = torch.cat([x, torch.zeros_like(x)], 1)
+        ...         return Independent(Normal(mean, torch.ones_like(mean)), 1)
+        >>> model = VAE(CopyEncoder(), MLPDecoder(2, (1,), likelihood="gaussian"))
+        >>> active_units(model, torch.tensor([[-1.0], [1.0], [-1.0], [1.0]]))
+        ActiveUnits(num_active=1, variances=tensor([1.3333, 0.0000]))
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise TypeError(f"threshold must be a number, got {threshold!r}")
