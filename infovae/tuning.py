@@ -38,7 +38,7 @@ MEASURABLE: tuple[str, ...] = ("mmd", "stein")
 
 @dataclass(frozen=True)
 class LambdaSuggestion:
-    """The measured scales of Eq. (6) and the lambda that balances them.
+    """The measured scales of Eq. (6) and the lambda that balances them (book Eq. ``ch10-lambda``).
 
     Attributes:
         lam: the suggested lambda, ``ratio * reconstruction / divergence``.
@@ -49,6 +49,13 @@ class LambdaSuggestion:
         divergence_std: standard deviation of D over the repeats.
         steps: optimiser steps taken (on a copy) before measuring.
         ratio: the target of lambda * D / R.
+
+    Example:
+        >>> from infovae.tuning import LambdaSuggestion
+        >>> s = LambdaSuggestion(lam=1500.0, reconstruction=30.0, divergence=0.02, reconstruction_std=0.5,
+        ...                      divergence_std=0.001, steps=0, ratio=1.0)
+        >>> s.order  # round(log10(lam))
+        3
     """
 
     lam: float
@@ -127,6 +134,16 @@ def suggest_lambda(
         TypeError: ``model`` is not an ``nn.Module`` or ``x`` is not a floating point tensor.
         ValueError: a bad argument, or a divergence estimate that is not positive (q(z) is
             indistinguishable from p(z) on this batch, so no finite lambda balances it).
+
+    Example:
+        >>> import torch
+        >>> from infovae.networks import build_vae
+        >>> from infovae.tuning import suggest_lambda
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.tensor([[-1.0], [1.0]]).repeat(16, 1)
+        >>> s = suggest_lambda(build_vae("toy", latent_dim=1), x, repeats=2)
+        >>> s.lam == s.ratio * s.reconstruction / s.divergence, s.steps
+        (True, 0)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module (e.g. infovae.VAE), got {type(model).__name__}")
