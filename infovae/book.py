@@ -32,6 +32,14 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
 
     Floats are glued as floats so the prose can format them (``{glue:text}`x:.2e` ``).
     Returns ``value`` so that a cell can glue and use a number in one line.
+
+    Example:
+        >>> import contextlib, io
+        >>> from infovae.book import glue
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # outside Jupyter the display is plain text
+        ...     gap = glue("demo_gap", 0.25)  # in the prose: {glue:text}`demo_gap:.2f`
+        >>> gap
+        0.25
     """
     from IPython.core.formatters import format_display_data
     from IPython.display import display as ipy_display
@@ -76,6 +84,15 @@ def table(
     Returns:
         An ``IPython.display.Markdown`` pipe table (``|`` inside cells escaped). Show it with
         ``display(table(...))`` or as the last expression of a cell.
+
+    Example:
+        >>> from infovae.book import table
+        >>> rows = {"ELBO": {"nll": 90.123, "kl": 25.0}, "MMD-VAE": {"nll": 89.5, "kl": None}}
+        >>> print(table(rows, fmt={"nll": "{:.1f}"}, index="model").data)
+        | model | nll | kl |
+        | --- | --- | --- |
+        | ELBO | 90.1 | 25 |
+        | MMD-VAE | 89.5 | - |
     """
     from IPython.display import Markdown
 
@@ -96,6 +113,16 @@ def figure(name: str, fig: Any) -> None:
     The prose shows it with ``{glue:figure}`` and a caption (``:name:`` makes it numbered and
     referable); tag the cell ``remove-output`` so the HTML shows the figure once, captioned.
     The figure is closed, so the inline backend does not show it a second time.
+
+    Example:
+        >>> import contextlib, io
+        >>> import matplotlib.pyplot as plt
+        >>> from infovae.book import figure
+        >>> fig, ax = plt.subplots()
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # outside Jupyter the display is plain text
+        ...     figure("demo-figure", fig)
+        >>> plt.fignum_exists(fig.number)
+        False
     """
     import matplotlib.pyplot as plt
 
@@ -109,6 +136,16 @@ class Chapter:
 
     ``chapter = Chapter.start()`` in the first cells; ``chapter.finish()`` at the end prints
     the record (profile, device, versions, wall time) and returns it as a dict.
+
+    Example:
+        >>> from infovae.book import Chapter
+        >>> chapter = Chapter.start()
+        profile: ..., device: ...
+        >>> record = chapter.finish()
+        profile ...
+        wall time (s) ...
+        >>> sorted(record)
+        ['device', 'infovae', 'profile', 'python', 'torch', 'wall time (s)']
     """
 
     profile: str = field(default_factory=get_profile)

