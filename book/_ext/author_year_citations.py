@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -126,7 +127,14 @@ def register() -> None:
 register()
 
 
+def _add_static(app: Any) -> None:
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
 def setup(app: Any) -> dict[str, Any]:
-    """Sphinx entry point: the plugins are registered on import, before any document is read."""
+    """Sphinx entry point: the plugins are registered on import, before any document is read;
+    a style sheet drops the square brackets around the bibliography's labels."""
     register()
+    app.connect("builder-inited", _add_static)
+    app.add_css_file("author_year_citations.css")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

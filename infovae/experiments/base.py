@@ -137,7 +137,7 @@ def _code_only(source: str) -> str:
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> dict[str, str]:
     """The package version, a SHA-256 of the code of ``WEIGHT_MODULES`` (their syntax trees
-    without docstrings, :func:`_code_only`) and torch's version.
+    without docstrings, ``_code_only``) and torch's version.
 
     Part of every trained-model cache key, so a change to the networks', the objective's or the
     trainer's code (or another torch) trains again instead of serving an old model.

@@ -80,7 +80,7 @@ class LogLikelihoodConfig:
             less than ``precision_tolerance`` nats for every image, or that model is evaluated
             in float32.
         precision_images: test images of that check (at most ``num_test`` are used).
-        precision_tolerance: the largest accepted |bf16 - fp32| per image, nats.
+        precision_tolerance: the largest accepted absolute difference of the bf16 and float32 estimates of an image, nats.
         seed: seed of the test binarization and of the importance samples.
     """
 
