@@ -39,6 +39,15 @@ def kl_mvn(mean1: torch.Tensor, cov1: torch.Tensor, mean2: torch.Tensor, cov2: t
     """KL(N(mean1, cov1) || N(mean2, cov2)) in closed form (full covariances, batched).
 
     0.5 [tr(cov2^-1 cov1) + (mean2 - mean1)^T cov2^-1 (mean2 - mean1) - n + log det cov2 - log det cov1].
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import kl_mvn
+        >>> n, eps, eye = 4, 0.5, torch.eye(4, dtype=torch.float64)
+        >>> kl_mvn(torch.zeros(n, dtype=torch.float64), eye, torch.full((n,), eps, dtype=torch.float64), eye)
+        tensor(0.5000, dtype=torch.float64)
+
+        This is n eps^2 / 2, book Eq. ``ch2-kl-shift``.
     """
     n = mean1.shape[-1]
     l2 = torch.linalg.cholesky(cov2)
@@ -52,7 +61,14 @@ def kl_mvn(mean1: torch.Tensor, cov1: torch.Tensor, mean2: torch.Tensor, cov2: t
 
 
 def gaussian_entropy(cov: torch.Tensor) -> torch.Tensor:
-    """Differential entropy of N(., cov): 0.5 log det(2 pi e cov) (nats)."""
+    """Differential entropy of N(., cov): 0.5 log det(2 pi e cov) (nats).
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import gaussian_entropy
+        >>> gaussian_entropy(torch.eye(1, dtype=torch.float64))  # 0.5 log(2 pi e)
+        tensor(1.4189, dtype=torch.float64)
+    """
     n = cov.shape[-1]
     return 0.5 * (n * math.log(2 * math.pi * math.e) + torch.logdet(cov))
 
@@ -61,6 +77,12 @@ def conditional(mean: torch.Tensor, cov: torch.Tensor, n_first: int) -> tuple[to
     """Conditional of a joint Gaussian over (u, v), u the first ``n_first`` coordinates.
 
     Returns ``(F, f, C)`` with v | u ~ N(F u + f, C) (the Schur complement).
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import conditional
+        >>> conditional(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.5, 1.0]]), 1)  # v | u ~ N(u / 2, 3 / 4)
+        (tensor([[0.5000]]), tensor([0.]), tensor([[0.7500]]))
     """
     mu_u, mu_v = mean[..., :n_first], mean[..., n_first:]
     s_uu = cov[..., :n_first, :n_first]
@@ -79,7 +101,17 @@ def expected_conditional_kl(
     """E_{u ~ N(u_mean, u_cov)} KL(N(F1 u + f1, C1) || N(F2 u + f2, C2)) in closed form.
 
     The KL at the mean input plus 0.5 tr(C2^-1 (F1 - F2) u_cov (F1 - F2)^T), because the KL
-    is quadratic in the difference of the means.
+    is quadratic in the difference of the means. It is the second term of the chain rule of
+    the KL divergence, book Eq. ``ch1-chain-rule``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import expected_conditional_kl
+        >>> one, zero = torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
+        >>> offset = torch.zeros(1, dtype=torch.float64)
+        >>> # E_{u ~ N(0, 1)} KL(N(u, 1) || N(0, 1)) = E u^2 / 2
+        >>> expected_conditional_kl(offset, one, (one, offset, one), (zero, offset, one))
+        tensor(0.5000, dtype=torch.float64)
     """
     (f1_lin, f1_off, c1), (f2_lin, f2_off, c2) = first, second
     m1 = (f1_lin @ u_mean.unsqueeze(-1)).squeeze(-1) + f1_off
@@ -109,13 +141,33 @@ def _check_x(x: torch.Tensor, d: int) -> None:
 
 
 def marginal(W: torch.Tensor, b: torch.Tensor, sigma: float) -> MultivariateNormal:
-    """p(x) = N(b, W W^T + sigma^2 I) of the linear-Gaussian model (book ``ch1-lg-marginal``)."""
+    """p(x) = N(b, W W^T + sigma^2 I) of the linear-Gaussian model (book ``ch1-lg-marginal``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import marginal
+        >>> W, b = torch.tensor([[1.0], [2.0]], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+        >>> marginal(W, b, sigma=0.5).covariance_matrix
+        tensor([[1.2500, 2.0000],
+                [2.0000, 4.2500]], dtype=torch.float64)
+    """
     d, _ = _check(W, b, sigma)
     return MultivariateNormal(b, W @ W.T + sigma**2 * torch.eye(d, dtype=W.dtype))
 
 
 def log_marginal(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, sigma: float) -> torch.Tensor:
-    """log p(x) for a batch ``x [B, d]`` (Eq. 1 of the paper in closed form), ``[B]``."""
+    """log p(x) for a batch ``x [B, d]`` (Eq. 1 of the paper in closed form), ``[B]``.
+
+    The log-likelihood of book Eq. ``ch1-marginal`` for the model of book Eq.
+    ``ch1-linear-gaussian``, from the marginal of book Eq. ``ch1-lg-marginal``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import log_marginal
+        >>> W, b = torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> log_marginal(torch.zeros(2, 1, dtype=torch.float64), W, b, sigma=1.0)  # log N(0; 0, 1)
+        tensor([-0.9189, -0.9189], dtype=torch.float64)
+    """
     _check_x(x, W.shape[0])
     return marginal(W, b, sigma).log_prob(x)
 
@@ -124,6 +176,14 @@ def posterior(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, sigma: float) -
     """The true posterior p(z|x) = N(M^-1 W^T (x - b) / sigma^2, M^-1), M = I + W^T W / sigma^2.
 
     Returns a MultivariateNormal with batch shape ``[B]`` (book ``ch1-lg-posterior``).
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import posterior
+        >>> W, b = torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> p = posterior(torch.tensor([[2.0]], dtype=torch.float64), W, b, sigma=1.0)  # M = 2
+        >>> p.mean, p.covariance_matrix
+        (tensor([[1.]], dtype=torch.float64), tensor([[[0.5000]]], dtype=torch.float64))
     """
     d, k = _check(W, b, sigma)
     _check_x(x, d)
@@ -146,6 +206,18 @@ def elbo(
 
     Returns:
         ``[B]`` values in nats.
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import elbo, log_marginal, posterior
+        >>> W = torch.tensor([[1.0], [0.5]], dtype=torch.float64)
+        >>> b, x = torch.zeros(2, dtype=torch.float64), torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+        >>> best = posterior(x, W, b, 0.8)  # at the true posterior the gap (book Eq. ``ch1-gap``) is 0
+        >>> torch.allclose(elbo(x, W, b, 0.8, best.mean, best.covariance_matrix), log_marginal(x, W, b, 0.8))
+        True
+        >>> bool(elbo(x, W, b, 0.8, torch.zeros(1, 1, dtype=torch.float64), torch.eye(1, dtype=torch.float64))
+        ...      < log_marginal(x, W, b, 0.8))
+        True
     """
     d, k = _check(W, b, sigma)
     _check_x(x, d)
@@ -179,6 +251,16 @@ def elbo_forms(
         dict with ``elbo`` (E_{p_D} ELBO(x), from the expected quadratic forms directly),
         ``eq2``, ``eq3``, ``eq4`` (each of which equals ``elbo + data_entropy``) and
         ``data_entropy`` = H(p_D).
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import elbo_forms
+        >>> f64 = dict(dtype=torch.float64)
+        >>> forms = elbo_forms(torch.zeros(2, **f64), torch.eye(2, **f64), A=torch.tensor([[0.3, -0.2]], **f64),
+        ...                    c=torch.zeros(1, **f64), S=torch.tensor([[0.5]], **f64),
+        ...                    W=torch.tensor([[1.0], [0.5]], **f64), b=torch.zeros(2, **f64), sigma=0.8)
+        >>> all(torch.allclose(forms[k], forms["elbo"] + forms["data_entropy"]) for k in ("eq2", "eq3", "eq4"))
+        True
     """
     d, k = _check(W, b, sigma)
     eye_d, eye_k = torch.eye(d, dtype=W.dtype), torch.eye(k, dtype=W.dtype)
@@ -228,6 +310,12 @@ def two_point_optimal_decoder(z: torch.Tensor, mu: float, sigma: float) -> tuple
 
     Returns:
         ``(mean, std)`` tensors shaped like ``z``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.linear_gaussian import two_point_optimal_decoder
+        >>> two_point_optimal_decoder(torch.tensor([0.0, 10.0]), mu=1.0, sigma=0.5)  # a = 4
+        (tensor([0., 1.]), tensor([1.0000e+00, 8.4967e-18]))
     """
     mu, sigma = _as_pair(mu, sigma)
     a = mu / sigma**2
@@ -256,6 +344,14 @@ def two_point_elbo(mu: float, sigma: float) -> float:
 
     -0.5 log(2 pi e) + E log cosh(u) - KL(N(mu, sigma^2) || N(0, 1)), where u = mu z / sigma^2
     ~ N(mu^2 / sigma^2, mu^2 / sigma^2) (book Eq. ``ch2-elbo``).
+
+    Example:
+        >>> import math
+        >>> from infovae.linear_gaussian import two_point_elbo
+        >>> mu, sigma = 1.0, 0.25  # above the lower bound of book Eq. ``ch2-elbo-bound``
+        >>> bound = mu**2 / sigma**2 - mu**2 / 2 + math.log(sigma) - 0.5 * math.log(2 * math.pi * math.e) - math.log(2)
+        >>> f"{two_point_elbo(mu, sigma):.4f}", bool(two_point_elbo(mu, sigma) >= bound)
+        ('12.4705', True)
     """
     mu, sigma = _as_pair(mu, sigma)
     a = mu / sigma**2
@@ -269,6 +365,11 @@ def two_point_log_marginal(mu: float, sigma: float) -> float:
     With a = mu / sigma^2 and phi the standard normal density (book Eq. ``ch2-log-marginal``),
     log p(1) = a^2 / 2 - log 2 - log(2 pi) / 2 + log J(a), where
     J(a) = int phi(w) [exp(-exp(-2a(w + a)) / 2) + exp(-exp(2a(a - w)) / 2)] dw lies in (0, 2].
+
+    Example:
+        >>> from infovae.linear_gaussian import two_point_log_marginal
+        >>> f"{two_point_log_marginal(1.0, 0.25):.4f}"  # a = 16: log p(x) grows like a^2 / 2
+        '126.3879'
     """
     mu, sigma = _as_pair(mu, sigma)
     a = abs(mu) / sigma**2  # symmetric in the sign of mu
@@ -284,12 +385,33 @@ def two_point_log_marginal(mu: float, sigma: float) -> float:
 
 
 def two_point_gap(mu: float, sigma: float) -> float:
-    """The variational gap KL(q(z|x) || p(z|x)) = log p(x) - ELBO(x) of Proposition 1 (nats)."""
+    """The variational gap KL(q(z|x) || p(z|x)) = log p(x) - ELBO(x) of Proposition 1 (nats).
+
+    Book Eq. ``ch1-gap`` for the model of chapter 2; it is bounded below by book Eq.
+    ``ch2-gap-bound`` and grows without bound as sigma shrinks.
+
+    Example:
+        >>> from infovae.linear_gaussian import two_point_gap
+        >>> [f"{two_point_gap(1.0, sigma):.1f}" for sigma in (0.5, 0.25, 0.125)]
+        ['5.3', '113.9', '1986.6']
+    """
     return two_point_log_marginal(mu, sigma) - two_point_elbo(mu, sigma)
 
 
 def two_point_path(mus: np.ndarray, sigmas: np.ndarray) -> dict[str, np.ndarray]:
-    """ELBO, log p(x) and the gap along a path of encoder parameters (arrays of equal length)."""
+    """ELBO, log p(x) and the gap along a path of encoder parameters (arrays of equal length).
+
+    Book Eqs. ``ch2-elbo``, ``ch2-log-marginal`` and ``ch1-gap`` at every point of the path.
+
+    Example:
+        >>> import numpy as np
+        >>> from infovae.linear_gaussian import two_point_path
+        >>> path = two_point_path(np.array([1.0, 1.0]), np.array([0.5, 0.25]))
+        >>> sorted(path), path["gap"].shape
+        (['elbo', 'gap', 'log_marginal', 'mu', 'sigma'], (2,))
+        >>> bool(np.allclose(path["gap"], path["log_marginal"] - path["elbo"]))
+        True
+    """
     mus, sigmas = np.asarray(mus, dtype=np.float64), np.asarray(sigmas, dtype=np.float64)
     if mus.shape != sigmas.shape or mus.ndim != 1:
         raise ValueError(f"mus and sigmas must be 1-d arrays of equal length, got {mus.shape}, {sigmas.shape}")
