@@ -39,6 +39,13 @@ class MNISTClassifier(nn.Module):
     """A small CNN mapping ``[B, 1, 28, 28]`` images in [0, 1] to 10 class logits.
 
     ``test_accuracy`` is set by ``load_classifier`` (the cached measurement), else ``None``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.classifier import MNISTClassifier
+        >>> classifier = MNISTClassifier()
+        >>> classifier(torch.zeros(2, 1, 28, 28)).shape, classifier.test_accuracy
+        (torch.Size([2, 10]), None)
     """
 
     def __init__(self):
@@ -68,6 +75,15 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
     The offsets are drawn uniformly from ``-max_shift ... max_shift`` pixels, independently
     for rows and columns (``generator`` is a CPU generator); ``max_shift = 0`` returns ``x``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.classifier import random_shift
+        >>> x = torch.zeros(4, 1, 5, 5)
+        >>> x[:, :, 2, 2] = 1.0  # one lit pixel in the middle of each image
+        >>> shifted = random_shift(x, 1, torch.Generator().manual_seed(0))
+        >>> shifted.shape, shifted.sum((1, 2, 3)).tolist(), random_shift(x, 0, torch.Generator()) is x
+        (torch.Size([4, 1, 5, 5]), [1.0, 1.0, 1.0, 1.0], True)
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
@@ -107,6 +123,15 @@ def train_classifier(
 
     Returns:
         the trained classifier, in eval mode, on ``device``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.classifier import train_classifier
+        >>> x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        >>> y = torch.arange(16) % 10
+        >>> classifier = train_classifier(2, batch_size=8, device="cpu", progress=False, data=(x, y))
+        >>> type(classifier).__name__, classifier.training
+        ('MNISTClassifier', False)
     """
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -144,7 +169,17 @@ def train_classifier(
 
 @torch.inference_mode()
 def classifier_accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of images ``x`` whose most likely class is ``y``."""
+    """Fraction of images ``x`` whose most likely class is ``y``.
+
+    Example:
+        >>> import torch
+        >>> from infovae.classifier import classifier_accuracy
+        >>> classifier = torch.nn.Linear(2, 2, bias=False)
+        >>> _ = torch.nn.init.eye_(classifier.weight)  # the logits are the inputs
+        >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1, 1, 1])
+        >>> classifier_accuracy(classifier, x, y)
+        0.75
+    """
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y must be non-empty and of one length, got lengths {len(x)} and {len(y)}")
     device = next(classifier.parameters()).device
@@ -156,7 +191,13 @@ def classifier_accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def classifier_path(steps: int, seed: int = 0) -> Path:
-    """Where the cached classifier of ``steps`` training steps lives."""
+    """Where the cached classifier of ``steps`` training steps lives.
+
+    Example:
+        >>> from infovae.classifier import classifier_path
+        >>> classifier_path(2000).name
+        'classifier-v2-2000steps-seed0.pt'
+    """
     return cache_dir() / f"classifier-v{CLASSIFIER_VERSION}-{steps}steps-seed{seed}.pt"
 
 
@@ -180,6 +221,12 @@ def load_classifier(
     Returns:
         the classifier in eval mode, with ``test_accuracy`` (on stochastically binarized test
         digits, seed 0) set.
+
+    Example:
+        >>> from infovae.classifier import load_classifier
+        >>> classifier = load_classifier("quick", device="cpu", progress=False)  # doctest: +SKIP
+        >>> classifier.test_accuracy  # doctest: +SKIP
+        0.9675
     """
     profile = profile or get_profile()
     if profile not in CLASSIFIER_STEPS:
