@@ -101,7 +101,7 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
 def kernel_matrix(a: Tensor, b: Tensor, kernel: str = "rbf", bandwidth: float | None = None) -> Tensor:
     """The ``[n, m]`` matrix ``k(a_i, b_j)`` of the module's kernels.
 
-    The Gaussian kernel is the k of book Eq. ``ch5-mmd-kernel``, exp(-|a - b|^2 / (2 h)).
+    The Gaussian kernel is the k of book Eq. ``ch5-mmd-kernel``, ``exp(-|a - b|^2 / (2 h))``.
 
     Args:
         a, b: samples ``[n, dim]`` and ``[m, dim]``.
