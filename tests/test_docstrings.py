@@ -35,6 +35,7 @@ MODULES = [
     "infovae.networks",
     "infovae.pixelcnn",
     "infovae.train",
+    "infovae.metrics.importance",
     "infovae.metrics.latent",
     "infovae.metrics.downstream",
     "infovae.tuning",

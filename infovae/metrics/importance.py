@@ -1,7 +1,7 @@
 """Importance sampling with a trained model: log p(x) (Table 1) and true-posterior samples (Fig. 4).
 
-Both rest on importance weights for the marginal likelihood p(x) = E_p(z)[p(x|z)] (Eq. (1)
-of the book, chapter 1),
+Both rest on importance weights for the marginal likelihood p(x) = E_p(z)[p(x|z)] (book
+Eq. ``ch1-marginal``), estimated as in book Eq. ``ch9-is`` (chapter 9),
 
     w_k = p(z_k) p(x|z_k) / r(z_k | x),   z_k ~ r(z | x),   k = 1..K,
 
@@ -46,11 +46,22 @@ PROPOSALS: tuple[str, ...] = ("encoder", "prior", "mixture")
 
 
 class DefensiveMixture:
-    """r(z|x) = (1 - eps) q(z|x) + eps p(z): "defensive" importance sampling (Hesterberg 1995).
+    """r(z|x) = (1 - eps) q(z|x) + eps p(z): "defensive" importance sampling (Hesterberg 1995),
+    the proposal of chapter 9's main estimate (book Eq. ``ch9-is``).
 
     Its weights p(z) p(x|z) / r(z|x) never exceed p(x|z) / eps, so a narrow or misplaced
     q(z|x) (as alpha = 1 models learn: no KL term keeps it wide) cannot make the estimate
     collapse, while the q(z|x) half keeps the IWAE estimator's efficiency where q is good.
+
+    Example:
+        >>> import torch
+        >>> from torch.distributions import Independent, Normal
+        >>> q = Independent(Normal(torch.zeros(4, 2), 0.1), 1)
+        >>> p = Independent(Normal(torch.zeros(4, 2), 1.0), 1)
+        >>> r = DefensiveMixture(q, p)
+        >>> z = r.sample((10,))
+        >>> z.shape, bool((r.log_prob(z) <= torch.logaddexp(q.log_prob(z), p.log_prob(z))).all())
+        (torch.Size([10, 4, 2]), True)
     """
 
     def __init__(self, q: torch.distributions.Distribution, p: torch.distributions.Distribution, eps: float = 0.5):
@@ -70,7 +81,14 @@ PROGRESS_FROM = 5_000_000  # (image, sample) pairs from which a progress bar is 
 
 
 class LogLikelihood(NamedTuple):
-    """Per-image estimates of log p(x) in nats and their standard errors (both ``[B]``)."""
+    """Per-image estimates of log p(x) in nats and their standard errors (both ``[B]``).
+
+    Example:
+        >>> import torch
+        >>> est, se = LogLikelihood(torch.tensor([-90.0]), torch.tensor([0.1]))
+        >>> float(est), float(se)
+        (-90.0, 0.10000000149011612)
+    """
 
     estimate: torch.Tensor
     stderr: torch.Tensor
@@ -84,6 +102,13 @@ class PosteriorSamples(NamedTuple):
         proposals: ``[K, B, dim]`` the proposals z_k ~ r(z|x).
         weights: ``[K, B]`` normalised importance weights (each column sums to 1).
         ess: ``[B]`` effective sample size 1 / sum_k weights_k^2, between 1 and K.
+
+    Example:
+        >>> import torch, infovae as iv
+        >>> out = iv.metrics.posterior_samples(iv.networks.build_vae("mlp", 2), torch.zeros(1, 1, 28, 28), 3,
+        ...                                    num_proposals=10)
+        >>> isinstance(out, PosteriorSamples), out.proposals.shape
+        (True, torch.Size([10, 1, 2]))
     """
 
     samples: torch.Tensor
@@ -178,6 +203,14 @@ def log_likelihood_with_error(
 
     Returns:
         ``LogLikelihood(estimate [B], stderr [B])`` in nats; ``stderr`` is NaN when K = 1.
+
+    Example:
+        >>> import torch, infovae as iv
+        >>> model = iv.networks.build_vae("mlp", 2)
+        >>> x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+        >>> out = iv.metrics.log_likelihood_with_error(model, x, 20, proposal="mixture")
+        >>> out.estimate.shape, bool((out.stderr > 0).all())
+        (torch.Size([3]), True)
     """
     _check(model, x, num_samples, proposal, chunk_size, precision=precision)
     log_k = math.log(num_samples)
@@ -294,6 +327,14 @@ def posterior_samples(
 
     Returns:
         ``PosteriorSamples(samples, proposals, weights, ess)``.
+
+    Example:
+        >>> import torch, infovae as iv
+        >>> model = iv.networks.build_vae("mlp", 2)
+        >>> x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+        >>> out = iv.metrics.posterior_samples(model, x, 5, num_proposals=50)
+        >>> out.samples.shape, out.weights.shape, bool(((out.ess >= 1) & (out.ess <= 50)).all())
+        (torch.Size([5, 3, 2]), torch.Size([50, 3]), True)
     """
     check_count("num_samples", num_samples)
     _check(model, x, num_proposals, proposal, chunk_size, "num_proposals")
