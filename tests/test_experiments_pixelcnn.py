@@ -183,6 +183,11 @@ def test_table1_tiny_run(cache_dir):
                 assert seed["precision_check"]["n"] == 6 and seed["precision_check"]["max_abs"] > 1e-9
             else:
                 assert seed["precision_check"] is None
+    # every (image, sample) row counted once: per model 2 seeds x 6 images x K = 4 (mixture), and on the first
+    # seed 4 images x 4 for each of IWAE, prior and mixture; the convergence check 3 images x (4 + 8)
+    cost = results["evaluation_cost"]
+    assert cost["fp32"]["rows"] == 3 * (2 * 6 * 4 + 3 * 4 * 4) + 3 * (4 + 8) and cost["bf16"]["rows"] == 0
+    assert cost["fp32"]["seconds"] > 0 and cost["bf16"]["ms_per_row"] is None
     diff = results["paired_differences"]["elbo - mmd"]
     per_seed = [a - b for a, b in zip(results["models"]["elbo"]["seeds"], results["models"]["mmd"]["seeds"])]
     assert all(math.isclose(d, e, abs_tol=1e-6) for d, e in zip(diff["per_seed"], per_seed))

@@ -179,6 +179,7 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
     x_test = load_mnist("test", binarize="stochastic", seed=config.seed)[0][: config.num_test].to(get_device())
     results: dict = {"models": {}, "paper": dict(PAPER_TABLE1), "references": dict(REFERENCES), "num_test": config.num_test}
     per_image: dict[str, list[torch.Tensor]] = {}
+    cost = {"fp32": [0.0, 0], "bf16": [0.0, 0]}  # seconds and (image, sample) rows evaluated, by precision
     first = config.seeds[0]
     for name in config.models:
         entry: dict = {"seeds": [], "per_seed": []}
@@ -206,12 +207,15 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
             def estimate(k: int, proposal: str, x: torch.Tensor = x_test) -> tuple[dict, torch.Tensor]:
                 """``negative_log_likelihood`` from a fixed seed, cached beside the model."""
                 def compute() -> dict:
+                    began = time.perf_counter()
                     with seeded(config.seed, x.device):
                         summary, values = negative_log_likelihood(model, x, k, proposal, config.chunk_size, precision)
-                    return {"summary": summary, "values": values.tolist()}
+                    return {"summary": summary, "values": values.tolist(), "seconds": time.perf_counter() - began}
                 description = {"v": 2, "k": k, "proposal": proposal, "n": len(x), "seed": config.seed,
                                "chunk_size": config.chunk_size, "precision": precision}
                 out = cached(description, compute)
+                cost[precision][0] += out["seconds"]
+                cost[precision][1] += len(x) * k
                 return out["summary"], torch.tensor(out["values"], dtype=torch.float64)
 
             mixture, values = estimate(config.num_samples, "mixture")
@@ -232,6 +236,9 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
         results["models"][name] = entry
     best = {name: r["nll"] for name, r in results["models"].items()}
     results["best_nll"] = best
+    # the cost of the estimates (measured when computed, kept in the evaluation cache)
+    results["evaluation_cost"] = {p: {"seconds": t, "rows": n, "ms_per_row": 1000 * t / n if n else None}
+                                  for p, (t, n) in cost.items()}
     # every pair of models on the same test images and seeds: "a - b" < 0 means a has the lower NLL
     results["paired_differences"] = {
         f"{a} - {b}": paired_difference_over_seeds(per_image[a], per_image[b])
