@@ -10,6 +10,7 @@ from torch import nn
 
 import infovae.classifier as clf
 from infovae.experiments import base
+from infovae.runtime import _code_only
 
 
 def test_cache_keys_carry_the_code_and_torch(monkeypatch):
@@ -22,10 +23,20 @@ def test_cache_keys_carry_the_code_and_torch(monkeypatch):
 
 def test_the_code_key_ignores_docstrings_and_comments_only():
     code = 'def f(x):\n    """Doc."""\n    return x + 1  # note\n'
-    assert base._code_only(code) == base._code_only('def f(x):\n    """Other words."""\n\n    return x + 1\n')
-    assert base._code_only(code) == base._code_only("def f(x):\n    return x + 1\n")
-    assert base._code_only(code) != base._code_only('def f(x):\n    """Doc."""\n    return x + 2\n')
-    assert base._code_only('X = "a"\n') != base._code_only('X = "b"\n')  # strings that are values count
+    assert _code_only(code) == _code_only('def f(x):\n    """Other words."""\n\n    return x + 1\n')
+    assert _code_only(code) == _code_only("def f(x):\n    return x + 1\n")
+    assert _code_only(code) != _code_only('def f(x):\n    """Doc."""\n    return x + 2\n')
+    assert _code_only('X = "a"\n') != _code_only('X = "b"\n')  # strings that are values count
+
+
+def test_the_classifier_cache_is_keyed_by_its_code_and_torch(monkeypatch):
+    path = clf.classifier_path(300)
+    assert path.name.startswith("classifier-v2-300steps-seed0-") and path == clf.classifier_path(300)
+    monkeypatch.setattr(clf, "code_digest", lambda *modules: "other code")
+    assert clf.classifier_path(300) != path
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    assert clf.classifier_path(300) != path
 
 
 def test_a_corrupt_model_cache_is_named_and_retrained(tmp_path):

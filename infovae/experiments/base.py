@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data import cache_dir
 from ..objective import InfoVAELoss
-from ..runtime import PROFILES, get_device, get_profile
+from ..runtime import PROFILES, _code_only, code_digest, get_device, get_profile
 from ..train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 
 
@@ -121,34 +121,17 @@ def named_objective(
     raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(NAMED_OBJECTIVES)}")
 
 
-def _code_only(source: str) -> str:
-    """The syntax tree of a module without its docstrings (comments and layout are not in it):
-    what the code computes, so that editing documentation does not retrain models."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, include_attributes=False)
-
-
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> dict[str, str]:
-    """The package version, a SHA-256 of the code of ``WEIGHT_MODULES`` (their syntax trees
-    without docstrings, ``_code_only``) and torch's version.
+    """The package version, a digest of the code of ``WEIGHT_MODULES`` (their syntax trees
+    without docstrings, ``infovae.runtime.code_digest``) and torch's version.
 
     Part of every trained-model cache key, so a change to the networks', the objective's or the
     trainer's code (or another torch) trains again instead of serving an old model.
     """
     from .. import __version__
 
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for name in WEIGHT_MODULES:
-        h.update(name.encode() + b"\0" + _code_only((root / name).read_text()).encode())
-    return {"infovae": __version__, "source": h.hexdigest()[:16], "torch": torch.__version__}
+    return {"infovae": __version__, "source": code_digest(*WEIGHT_MODULES), "torch": torch.__version__}
 
 
 def trained_model_path(folder: str, stem: str, description: dict[str, Any]) -> Path:
