@@ -27,7 +27,7 @@ glibc: freed heap returned by malloc_trim, peak reset through /proc/self/clear_r
 Times are wall clock and CPU time of the process (the CPU time is the fairer number on a
 machine shared with other jobs). Run::
 
-    python benchmarks/bench_metrics.py [--images 100] [--threads 1] [--skip-pixelcnn]
+    python benchmarks/bench_metrics.py [--images 100] [--threads 2] [--only mlp|pixelcnn]
 """
 
 from __future__ import annotations
@@ -280,12 +280,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100, help="test images per measurement (part 1)")
     parser.add_argument("--steps", type=int, default=300, help="training steps before measuring (part 1)")
     parser.add_argument("--pixelcnn-images", type=int, default=40, help="test images of part 2")
-    parser.add_argument("--skip-pixelcnn", action="store_true", help="run part 1 only")
+    parser.add_argument("--only", choices=["mlp", "pixelcnn"], help="run one part (part 2 needs matplotlib, which the "
+                        "pythae environment lacks: run it with the book's environment)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    mlp_part(args)
-    if not args.skip_pixelcnn:
+    if args.only != "pixelcnn":
+        mlp_part(args)
+    if args.only != "mlp":
         pixelcnn_part(args)
 
 
