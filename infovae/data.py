@@ -96,9 +96,9 @@ def cache_dir() -> Path:
         >>> import os
         >>> from unittest import mock
         >>> from infovae.data import cache_dir
-        >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/tmp/cache"}):
+        >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "my-cache"}):
         ...     cache_dir().as_posix()
-        '/tmp/cache/infovae'
+        'my-cache/infovae'
     """
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "infovae"
