@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ..networks import PointMass
 from ..precision import autocast_networks, resolve_precision
+from ..runtime import seeded
 from ..vae import VAE, check_decoder_output
 from ._common import check_count, check_model, distribution_checks, evaluating
 
@@ -286,8 +287,7 @@ def precision_error(
     """
     runs = []
     for p in (precision, "fp32"):
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, x.device):
             runs.append(log_likelihood(model, x, num_samples, proposal=proposal, chunk_size=chunk_size, precision=p))
     return runs[0] - runs[1]
 
