@@ -1,4 +1,4 @@
-"""The command line: ``python -m infovae`` (or ``infovae``) train | evaluate | reproduce.
+"""The command line: ``python -m infovae`` (or ``infovae``) train | evaluate | reproduce | queue.
 
 * ``train`` trains one model of the book (architecture, objective preset, latent dimension,
   data set, optimiser...) and writes ``checkpoint.pt`` (resumable) and ``history.json`` to
@@ -7,6 +7,8 @@
   split of MNIST, and optionally the importance-sampled log-likelihood (Table 1).
 * ``reproduce <figure>`` regenerates a figure or table of the paper at the chosen profile;
   ``reproduce --list`` shows which are available.
+* ``queue`` trains every PixelCNN-decoder model of chapters 8 and 9 at the chosen profile,
+  resumably (``queue --status``: what is done, in progress and left).
 
 ``--profile``, ``--device``, ``--seed`` and ``--out`` work with every command; ``--profile``
 and ``--device`` set ``INFOVAE_PROFILE`` and ``INFOVAE_DEVICE`` for everything the command runs.
@@ -169,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument("figure", nargs="?", choices=list(REPRODUCTIONS), help="which one")
     reproduce.add_argument("--list", action="store_true", help="list the figures and whether each is available")
+
+    queue = commands.add_parser(
+        "queue", parents=[common], help="train every PixelCNN model of chapters 8 and 9 (resumable)",
+        description="Train the PixelCNN-decoder models of Fig. 6 and Table 1 at --profile one after another, "
+        "each resumable from its checkpoint in the model cache (stop at any time, run again to continue), "
+        "recording each finished model's measurements in RESULTS/pixelcnn-queue-PROFILE.json.",
+    )
+    queue.add_argument("--status", action="store_true", help="list the models done, in progress and left, "
+                       "with the measured time per step and an estimate of the time left")
+    queue.add_argument("--results", type=Path, default=Path("book/results"),
+                       help="folder of the results file (default: %(default)s)")
+    queue.add_argument("--only", type=POSITIVE_INT, help="stop after training this many models")
+    queue.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 
@@ -320,6 +335,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    from .experiments import training_queue
+    from .runtime import get_profile
+
+    profile = get_profile()
+    if args.status:
+        training_queue.print_status(profile)
+        return 0
+    if args.results.exists() and not args.results.is_dir():
+        print(f"error: --results {args.results} is a file, not a folder", file=sys.stderr)
+        return 2
+    training_queue.run_queue(profile, args.results, only=args.only, progress=not args.no_progress)
+    training_queue.print_status(profile)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m infovae`` and of the ``infovae`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -339,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .train import NonFiniteLossError
 
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce}
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "reproduce": cmd_reproduce, "queue": cmd_queue}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError) as err:

@@ -1,4 +1,4 @@
-"""Trained-model and classifier caches: keyed by the code and torch, corrupt files retrained."""
+"""Trained-model and classifier caches: keyed by their settings and the numerics version, corrupt files retrained."""
 
 from __future__ import annotations
 
@@ -8,34 +8,30 @@ import pytest
 import torch
 from torch import nn
 
+import infovae
 import infovae.classifier as clf
+from infovae import runtime
 from infovae.experiments import base
-from infovae.runtime import _code_only
 
 
-def test_cache_keys_carry_the_code_and_torch(monkeypatch):
-    fingerprint = base.code_fingerprint()
-    assert fingerprint["torch"] == torch.__version__ and len(fingerprint["source"]) == 16
+def test_cache_keys_are_the_description_and_the_numerics_version(monkeypatch):
+    """Not the source text, the package version or torch's: moving code keeps trained models;
+    a change of the numbers (guarded by tests/test_numerics.py) bumps the version."""
     path = base.trained_model_path("f", "m", {"n": 1})
-    monkeypatch.setattr(base, "code_fingerprint", lambda: {**fingerprint, "source": "changed"})
-    assert base.trained_model_path("f", "m", {"n": 1}) != path  # other code: another file
-
-
-def test_the_code_key_ignores_docstrings_and_comments_only():
-    code = 'def f(x):\n    """Doc."""\n    return x + 1  # note\n'
-    assert _code_only(code) == _code_only('def f(x):\n    """Other words."""\n\n    return x + 1\n')
-    assert _code_only(code) == _code_only("def f(x):\n    return x + 1\n")
-    assert _code_only(code) != _code_only('def f(x):\n    """Doc."""\n    return x + 2\n')
-    assert _code_only('X = "a"\n') != _code_only('X = "b"\n')  # strings that are values count
-
-
-def test_the_classifier_cache_is_keyed_by_its_code_and_torch(monkeypatch):
-    path = clf.classifier_path(300)
-    assert path.name.startswith("classifier-v2-300steps-seed0-") and path == clf.classifier_path(300)
-    monkeypatch.setattr(clf, "code_digest", lambda *modules: "other code")
-    assert clf.classifier_path(300) != path
-    monkeypatch.undo()
+    assert path.name.startswith("m-") and path.parent.name == "f"
+    assert base.trained_model_path("f", "m", {"n": 2}) != path  # another description: another file
     monkeypatch.setattr(torch, "__version__", "0.0.0")
+    monkeypatch.setattr(infovae, "__version__", "9.9.9")
+    assert base.trained_model_path("f", "m", {"n": 1}) == path
+    monkeypatch.setattr(base, "NUMERICS_VERSION", runtime.NUMERICS_VERSION + 1)
+    assert base.trained_model_path("f", "m", {"n": 1}) != path  # other numerics: another file
+
+
+def test_the_classifier_cache_is_keyed_by_its_settings_and_the_numerics_version(monkeypatch):
+    path = clf.classifier_path(300)
+    assert path.name == f"classifier-v2-300steps-seed0-n{runtime.NUMERICS_VERSION}.pt"
+    assert clf.classifier_path(300, seed=1) != path != clf.classifier_path(301)
+    monkeypatch.setattr(clf, "NUMERICS_VERSION", runtime.NUMERICS_VERSION + 1)
     assert clf.classifier_path(300) != path
 
 

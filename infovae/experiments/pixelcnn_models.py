@@ -30,18 +30,20 @@ each still runs on its own (a missing cache entry is trained).
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from ..data import load_mnist
-from ..metrics import encode_codes, full_batch_mmd
+from ..metrics import encode_codes, full_batch_mmd, log_likelihood_with_error, mutual_information
 from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
 from ..runtime import get_device, seeded
-from ..train import Trainer, TrainConfig
+from ..train import Trainer, TrainConfig, evaluate, load_checkpoint
 from ..vae import VAE
 from .base import (
     cache_digest,
@@ -96,6 +98,20 @@ class PixelCNNSetup:
         track_images: training images whose codes give that MMD.
         seed: seed of the initialisation, the data order and the binarization.
         precision: training precision (``"auto"``: bf16 autocast of the networks where native).
+        curve_every: steps between points of the learning curve (0: none): on fixed,
+            stochastically binarized validation images, the held-out NLL (``curve_nll``,
+            defensive-mixture importance sampling, float32), -ELBO, its reconstruction and KL
+            terms, and I_q(x; z) (``curve_*``; ``learning_curve``).
+        curve_images: validation images of the curve's NLL.
+        curve_samples: K of the curve's NLL.
+        curve_elbo_images: validation images of the curve's -ELBO, KL and I_q.
+        plateau_slope: 0 (train all ``iterations``), or stop at the first curve point, after
+            ``min_iterations``, where the held-out NLL (the reconstruction for the
+            unregularized autoencoder) fell by less than this many nats per 1,000 steps over the
+            last ``plateau_window`` steps (least-squares slope of the curve points there);
+            ``iterations`` is then the budget.
+        plateau_window: steps of that window (a multiple of ``curve_every``).
+        min_iterations: steps before the plateau is looked for.
     """
 
     layers: int = 12
@@ -115,6 +131,13 @@ class PixelCNNSetup:
     track_images: int = 10_000
     seed: int = 0
     precision: str = "auto"
+    curve_every: int = 0
+    curve_images: int = 200
+    curve_samples: int = 50
+    curve_elbo_images: int = 1000
+    plateau_slope: float = 0.0
+    plateau_window: int = 2000
+    min_iterations: int = 0
 
     def __post_init__(self) -> None:
         if self.adversarial not in ("js", "wgan-gp"):
@@ -124,8 +147,22 @@ class PixelCNNSetup:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 1 <= self.train_images <= 50_000:
             raise ValueError(f"train_images must be between 1 and 50000, got {self.train_images}")
-        if self.track_every < 0:
-            raise ValueError(f"track_every must be non-negative, got {self.track_every}")
+        for name in ("track_every", "curve_every", "min_iterations"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        for name in ("curve_images", "curve_elbo_images", "curve_samples"):
+            if getattr(self, name) < (2 if name == "curve_samples" else 1):
+                raise ValueError(f"{name} must be positive (curve_samples at least 2), got {getattr(self, name)}")
+        if not (self.plateau_slope >= 0 and math.isfinite(self.plateau_slope)):
+            raise ValueError(f"plateau_slope must be a non-negative number, got {self.plateau_slope}")
+        if self.plateau_slope > 0:
+            if not self.curve_every:
+                raise ValueError("plateau_slope needs a learning curve: set curve_every > 0")
+            if self.plateau_window < 2 * self.curve_every or self.plateau_window % self.curve_every:
+                raise ValueError(
+                    f"plateau_window ({self.plateau_window}) must be a multiple of curve_every ({self.curve_every}) "
+                    "spanning at least three curve points"
+                )
 
     def cache_key(self, name: str, latent_dim: int) -> str:
         """A short digest of everything that determines the trained model."""
@@ -136,16 +173,22 @@ class PixelCNNSetup:
         return {"v": CACHE_VERSION, "model": name, "dim": latent_dim, **asdict(self)}
 
 
-# The book profile (a 2-core CPU): a smaller PixelCNN and a short training; the quick profile
-# (CI) is smaller still. Chapters 8 and 9 use the same setup, so their 5-dim models coincide.
+# The book profile: the paper's networks (12 gated layers of 32 maps, encoder fc 512), batch,
+# optimiser and WGAN-GP critic, trained to the plateau of the held-out NLL (less than 0.5 nats
+# per 1,000 steps over the last 2,000, judged every 500 steps from step 3,000 on) or to 6,000
+# steps (12 epochs), on 100 validation images for the NLL (K = 50) and 1,000 for -ELBO, KL and
+# I_q. ~0.62 s per step on a 2-core CPU with bf16: ~35-65 min a model, resumable
+# (``training_queue``). The quick profile (CI) is a few seconds per model.
 PROFILE_SETUPS: dict[str, dict] = {
     "quick": dict(
         layers=2, channels=8, encoder_hidden=64, iterations=60, batch_size=50, adversarial="js",
         critic_hidden=64, critic_lr=1e-3, track_every=20, track_images=300,
+        curve_every=20, curve_images=20, curve_samples=5, curve_elbo_images=50,
     ),
     "book": dict(
-        layers=4, channels=16, encoder_hidden=256, iterations=400, batch_size=50, adversarial="js",
-        critic_hidden=128, critic_lr=1e-3, track_every=50, track_images=1000,
+        iterations=6000, track_every=500, track_images=10_000,
+        curve_every=500, curve_images=100, curve_samples=50, curve_elbo_images=1000,
+        plateau_slope=0.5, plateau_window=2000, min_iterations=3000,
     ),
     "paper": dict(),
 }
@@ -191,36 +234,122 @@ def model_path(name: str, latent_dim: int, setup: PixelCNNSetup):
     return trained_model_path("pixelcnn-models", f"{name}-z{latent_dim}", setup.cache_description(name, latent_dim))
 
 
-def _mmd_hook(x_track: torch.Tensor, seed: int):
-    """Evaluation hook: full-batch MMD^2 of codes of ``x_track`` against as many prior samples."""
+CURVE_SEED = 11  # the validation images' binarization and the curve's importance samples
+
+
+def _tracking_hook(name: str, setup: PixelCNNSetup, x_track: torch.Tensor, x_curve: torch.Tensor | None):
+    """Evaluation hook: the full-batch MMD^2 of the codes of ``x_track`` against as many prior
+    samples every ``track_every`` steps (Fig. 6 D), and the learning curve every
+    ``curve_every`` steps (``learning_curve``), each on draws fixed by its seed."""
 
     def hook(trainer: Trainer) -> dict[str, float]:
-        # the same draws at every evaluation, on generators restored afterwards (no other device touched)
-        with seeded(seed, trainer.device):
-            model = trainer.model
-            assert isinstance(model, VAE)
-            z = encode_codes(model, x_track)
-            return {"full_batch_mmd": full_batch_mmd(z, model.prior())}
+        model = trainer.model
+        assert isinstance(model, VAE)
+        out: dict[str, float] = {}
+        if setup.track_every and trainer.step % setup.track_every == 0:
+            with seeded(setup.seed + 7, trainer.device):  # restored afterwards: no other stream touched
+                out["full_batch_mmd"] = full_batch_mmd(encode_codes(model, x_track), model.prior())
+        if x_curve is not None and trainer.step % setup.curve_every == 0:
+            out.update(learning_curve(model, name, setup, x_curve))
+        return out
 
     return hook
 
 
+@torch.no_grad()
+def learning_curve(model: VAE, name: str, setup: PixelCNNSetup, x: torch.Tensor) -> dict[str, float]:
+    """One point of a model's learning curve on the validation images ``x``, in nats per image.
+
+    ``curve_nll``: -log p(x) by importance sampling with the defensive mixture (K =
+    ``setup.curve_samples``, the first ``setup.curve_images`` images, float32; an upper bound in
+    expectation, the estimator of chapter 9); ``curve_neg_elbo``, ``curve_reconstruction`` and
+    ``curve_kl``: -ELBO = -E log p(x|z) + KL(q(z|x)||p(z)) and its two terms, and
+    ``curve_mutual_information``: I_q(x; z) (at most log N), on the first
+    ``setup.curve_elbo_images``. The unregularized autoencoder (a point-mass encoder) has only
+    the reconstruction. Deterministic: seeded with ``CURVE_SEED``, generators restored.
+    """
+    from ..objective import InfoVAELoss
+
+    with seeded(CURVE_SEED, x.device):
+        x_elbo = x[: setup.curve_elbo_images]
+        if name == "autoencoder":
+            terms = evaluate(model, InfoVAELoss.autoencoder(), x_elbo, batch_size=250)
+            return {"curve_reconstruction": terms["reconstruction"]}
+        terms = evaluate(model, InfoVAELoss.elbo(), x_elbo, batch_size=250)
+        nll = log_likelihood_with_error(model, x[: setup.curve_images], setup.curve_samples, proposal="mixture",
+                                        chunk_size=64)
+        return {
+            "curve_nll": float(-nll.estimate.double().mean()),
+            "curve_neg_elbo": terms["loss"],
+            "curve_reconstruction": terms["reconstruction"],
+            "curve_kl": terms["kl"],
+            "curve_mutual_information": mutual_information(model, x_elbo),
+        }
+
+
+def plateau(steps: list[int], values: list[float], setup: PixelCNNSetup) -> dict[str, float | bool] | None:
+    """The plateau test of a learning curve: the least-squares slope of ``values`` over the last
+    ``setup.plateau_window`` steps, in nats per 1,000 steps, and whether it is reached (``-slope <
+    setup.plateau_slope`` at or after ``setup.min_iterations``); ``None`` before a full window.
+
+    Example:
+        >>> from infovae.experiments.pixelcnn_models import PixelCNNSetup, plateau
+        >>> setup = PixelCNNSetup(curve_every=500, plateau_slope=0.5, plateau_window=1000, min_iterations=1000)
+        >>> plateau([500, 1000, 1500], [90.0, 89.9, 89.85], setup)
+        {'slope_per_1000': -0.15, 'reached': True, 'step': 1500}
+        >>> plateau([500, 1000, 1500], [95.0, 90.0, 87.0], setup)["reached"]
+        False
+    """
+    if not steps or steps[-1] - setup.plateau_window < steps[0]:
+        return None
+    window = [(s, v) for s, v in zip(steps, values, strict=True) if s >= steps[-1] - setup.plateau_window]
+    xs = torch.tensor([s for s, _ in window], dtype=torch.float64)
+    ys = torch.tensor([v for _, v in window], dtype=torch.float64)
+    xc = xs - xs.mean()
+    slope = float((xc * (ys - ys.mean())).sum() / xc.square().sum()) * 1000
+    return {"slope_per_1000": round(slope, 6), "reached": bool(-slope < setup.plateau_slope and steps[-1] >= setup.min_iterations),
+            "step": steps[-1]}
+
+
+def curve_series(name: str) -> str:
+    """The learning-curve quantity whose plateau ends training: the held-out NLL, or the
+    reconstruction for the unregularized autoencoder (which has no likelihood)."""
+    return "curve_reconstruction" if name == "autoencoder" else "curve_nll"
+
+
+def partial_path(name: str, latent_dim: int, setup: PixelCNNSetup):
+    """The checkpoint of a training run in progress (beside the finished model's file)."""
+    path = model_path(name, latent_dim, setup)
+    return path.with_name(path.stem + "-partial.pt")
+
+
 def train_pixelcnn_model(
-    name: str, latent_dim: int, setup: PixelCNNSetup, *, cache: bool = True, progress: bool = True
+    name: str, latent_dim: int, setup: PixelCNNSetup, *, cache: bool = True, progress: bool = True,
+    checkpoint_every: int = 250,
 ) -> tuple[VAE, dict[str, list]]:
     """Train (or load from the cache) model ``name`` with a ``latent_dim``-dim code.
 
+    Training is resumable: with ``cache``, a checkpoint of the run in progress
+    (``partial_path``) is written every ``checkpoint_every`` steps and at every curve point, and
+    an interrupted run continues from it exactly (the Trainer's bit-for-bit resume), so an
+    interruption costs at most ``checkpoint_every`` steps. With ``setup.plateau_slope``,
+    training stops at the learning curve's plateau (``plateau``) or at ``setup.iterations``.
+
     Args:
-        name: one of ``MODELS``.
+        name: one of ``ALL_MODELS``.
         latent_dim: dimension of z.
         setup: sizes and optimiser (``PixelCNNSetup``).
-        cache: read and write the trained model in the user's cache directory.
+        cache: read and write the trained model (and the run in progress) in the user's cache directory.
         progress: show a progress bar while training.
+        checkpoint_every: steps between checkpoints of the run in progress (does not change the weights).
 
     Returns:
         the model in eval mode on ``iv.get_device()``, and its training history
-        ``{quantity: [steps, values]}`` (``"full_batch_mmd"`` every ``track_every`` steps,
-        the loss terms every ``iterations // 20`` steps) plus ``"seconds"`` of training.
+        ``{quantity: [steps, values]}`` (``"full_batch_mmd"`` every ``track_every`` steps, the
+        learning curve ``"curve_*"`` every ``curve_every`` steps, the loss terms every
+        ``iterations // 20`` steps) plus ``"seconds"`` of training (``[[steps], [seconds]]``,
+        summed over the sessions of a resumed run) and, with a plateau rule, ``"plateau"``
+        (``[[step], [slope per 1,000 steps, 1 if reached else 0]]``).
     """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be positive, got {latent_dim}")
@@ -233,6 +362,12 @@ def train_pixelcnn_model(
 
     x_train = load_mnist("train")[0][: setup.train_images]
     x_track = load_mnist("train", binarize="stochastic", seed=setup.seed)[0][: setup.track_images].to(device)
+    x_curve = None
+    if setup.curve_every:
+        x_curve = load_mnist("valid", binarize="stochastic", seed=CURVE_SEED)[0][
+            : max(setup.curve_images, setup.curve_elbo_images)].to(device)
+    eval_every = math.gcd(setup.track_every, setup.curve_every)
+    partial = partial_path(name, latent_dim, setup) if cache else None
     config = TrainConfig(
         iterations=setup.iterations,
         batch_size=setup.batch_size,
@@ -242,20 +377,56 @@ def train_pixelcnn_model(
         clip_value=setup.clip_value,
         binarize="stochastic",
         seed=setup.seed,
-        log_every=max(1, setup.iterations // 20),
-        eval_every=setup.track_every,
+        log_every=max(1, setup.iterations // 20) if not setup.plateau_slope else max(1, setup.curve_every // 5),
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every if partial else 0,
+        checkpoint=str(partial) if partial else None,
         progress=progress,
         precision=setup.precision,
     )
-    hooks = [_mmd_hook(x_track, setup.seed + 7)] if setup.track_every else []
-    trainer = Trainer(model, make_loss(name, latent_dim, setup), x_train, config, hooks=hooks, device=device)
+    with seeded(setup.seed + 1, device):  # an adversarial critic's initialisation: seeded, not the global stream
+        loss = make_loss(name, latent_dim, setup)
+    trainer = Trainer(model, loss, x_train, config,
+                      hooks=[_tracking_hook(name, setup, x_track, x_curve)] if eval_every else [], device=device,
+                      meta={"model": name, "latent_dim": latent_dim, "setup": asdict(setup)})
+    seconds_before = 0.0
+    if partial is not None and partial.is_file():
+        try:
+            trainer.resume(partial)
+            seconds_before = float(load_checkpoint(partial)["meta"].get("seconds", 0.0))
+        except (ValueError, RuntimeError, KeyError) as err:  # unusable: named, and trained from the start
+            warnings.warn(f"the checkpoint {partial} is unusable ({str(err)[:200]}); training from the start", stacklevel=2)
+            partial.unlink(missing_ok=True)
+            return train_pixelcnn_model(name, latent_dim, setup, cache=cache, progress=progress,
+                                        checkpoint_every=checkpoint_every)
+    chunk = setup.curve_every if setup.plateau_slope else setup.iterations
+
+    def finished() -> bool:
+        if trainer.step >= setup.iterations:
+            return True
+        series = trainer.history.series.get(curve_series(name)) if setup.plateau_slope else None
+        if not series or series[0][-1] != trainer.step:  # plateaus are judged at curve points only
+            return False
+        reached = plateau(*series, setup)
+        return reached is not None and bool(reached["reached"])
+
     start = time.perf_counter()
-    series = trainer.run().series
-    seconds = time.perf_counter() - start
-    record = {k: [list(s), list(v)] for k, (s, v) in series.items()}
-    record["seconds"] = [[setup.iterations], [seconds]]
+    while not finished():
+        trainer.run(min(chunk - trainer.step % chunk, setup.iterations - trainer.step))
+        trainer.meta["seconds"] = seconds_before + time.perf_counter() - start
+        if partial is not None:
+            trainer.save()  # with the time spent so far
+    seconds = seconds_before + time.perf_counter() - start
+    record = {k: [list(s), list(v)] for k, (s, v) in trainer.history.series.items()}
+    record["seconds"] = [[trainer.step], [seconds]]
+    if setup.plateau_slope:
+        final = plateau(*trainer.history.series[curve_series(name)], setup) if curve_series(name) in trainer.history.series else None
+        if final is not None:
+            record["plateau"] = [[trainer.step], [final["slope_per_1000"], 1.0 if final["reached"] else 0.0]]
     if cache:
         save_trained_model(path, model, record, setup=asdict(setup))
+        if partial is not None and path.is_file():
+            partial.unlink(missing_ok=True)
     return model.eval(), record
 
 
