@@ -268,8 +268,6 @@ def learning_curve(model: VAE, name: str, setup: PixelCNNSetup, x: torch.Tensor)
     ``setup.curve_elbo_images``. The unregularized autoencoder (a point-mass encoder) has only
     the reconstruction. Deterministic: seeded with ``CURVE_SEED``, generators restored.
     """
-    from ..objective import InfoVAELoss
-
     with seeded(CURVE_SEED, x.device):
         x_elbo = x[: setup.curve_elbo_images]
         if name == "autoencoder":

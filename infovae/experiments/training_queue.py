@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime import get_device
+from ..train import load_checkpoint
 from .base import _jsonable
 from .flexible_decoders import FlexibleDecodersConfig
 from .log_likelihood import LogLikelihoodConfig
@@ -132,8 +133,6 @@ def record_result(path: Path, profile: str, job: Job, history: dict[str, list]) 
 def job_status(job: Job) -> dict[str, Any]:
     """``{"state": "done" | "in progress" | "left", "step": int, "seconds": float}`` of one job,
     from the model cache (a finished model, or the checkpoint of the run in progress)."""
-    from ..train import load_checkpoint
-
     done, partial = model_path(job.name, job.latent_dim, job.setup), partial_path(job.name, job.latent_dim, job.setup)
     for state, path in (("done", done), ("in progress", partial)):
         if path.is_file():
