@@ -11,7 +11,13 @@ of gated layers,
   vertical stack's features of the row above (a 1x1 link),
 
 each gated layer computing ``tanh(W_f * h + V_f z) . sigmoid(W_g * h + V_g z)``, so z enters
-every layer of both stacks as a conditioning bias; the horizontal stack has a 1x1 output
+every layer of both stacks as a conditioning bias, the same at every pixel (the paper's and its
+authors' decoder). With ``conditioning="spatial"`` z enters instead as a map: a learned linear
+map s = L z of ``spatial_maps`` feature maps at the image's size, added to every gated layer's
+pre-activations through a 1x1 convolution (``V * s``), so that each pixel gets its own
+function of z, as in the conditional PixelCNN's spatial conditioning (van den Oord et al.,
+2016) and PixelVAE (Gulrajani et al., 2017); s depends on z only, so causality is unchanged.
+The horizontal stack has a 1x1 output
 convolution and a residual connection (after the first layer). The first layer sees a
 ``first_kernel x first_kernel`` window above and left of the pixel, excluding the pixel
 itself (PixelCNN's "mask A"): rows r - k//2 .. r - 1 through the vertical stack, columns
@@ -48,6 +54,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, constraint
 from .precision import network_region
 
 SAMPLERS: tuple[str, ...] = ("incremental", "naive")
+CONDITIONINGS: tuple[str, ...] = ("bias", "spatial")
 
 
 @dataclass
@@ -61,6 +68,9 @@ class PixelCNNConfig:
         channels: feature maps per layer (in each stack).
         first_kernel: window size of the first layer (odd, at least 3).
         kernel: window size of the later layers (odd).
+        conditioning: ``"bias"`` (z as a bias, the same at every pixel: the paper's) or
+            ``"spatial"`` (z mapped linearly to ``spatial_maps`` maps of the image's size).
+        spatial_maps: feature maps of the spatial conditioning.
 
     Example:
         >>> from infovae.pixelcnn import PixelCNNConfig
@@ -75,8 +85,14 @@ class PixelCNNConfig:
     channels: int = 32
     first_kernel: int = 7
     kernel: int = 3
+    conditioning: str = "bias"
+    spatial_maps: int = 8
 
     def __post_init__(self) -> None:
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
+        if self.spatial_maps < 1:
+            raise ValueError(f"spatial_maps must be positive, got {self.spatial_maps}")
         if self.latent_dim < 1 or self.layers < 1 or self.channels < 1:
             raise ValueError(f"latent_dim, layers and channels must be positive: {self}")
         if self.first_kernel % 2 == 0 or self.kernel % 2 == 0 or self.first_kernel < 3 or self.kernel < 1:
@@ -101,6 +117,9 @@ class GatedLayer(nn.Module):
         kernel: window size (odd).
         first: the first layer: excludes the current pixel, no residual connection.
         latent_dim: dimension of z.
+        spatial_maps: 0 (z enters as a bias: ``forward(v, h, z)`` with z ``[B, latent_dim]``)
+            or the number of maps of a spatial conditioning (``forward(v, h, s)`` with s
+            ``[B, spatial_maps, H, W]``).
 
     Example:
         >>> import torch
@@ -112,7 +131,8 @@ class GatedLayer(nn.Module):
         (torch.Size([3, 4, 5, 5]), torch.Size([3, 4, 5, 5]))
     """
 
-    def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, latent_dim: int):
+    def __init__(self, in_channels: int, channels: int, kernel: int, first: bool, latent_dim: int,
+                 spatial_maps: int = 0):
         super().__init__()
         self.first, self.side = first, kernel // 2  # columns either side of the vertical window
         # vertical window: rows r - rows + 1 .. r of its input (then shifted one row down for h)
@@ -124,12 +144,22 @@ class GatedLayer(nn.Module):
         self.h_conv = nn.Conv2d(in_channels, 2 * channels, (1, self.cols))
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
-        self.cond = nn.Linear(latent_dim, 4 * channels, bias=False)  # V z for both stacks
+        self.spatial = spatial_maps > 0
+        self.cond: nn.Module = (  # V z (or V * s) for both stacks
+            nn.Conv2d(spatial_maps, 4 * channels, 1, bias=False) if self.spatial
+            else nn.Linear(latent_dim, 4 * channels, bias=False)
+        )
         self.residual = not first
+
+    def conditioning(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditioning terms of the vertical and horizontal stacks, ``[B, 2C, 1, 1]`` each
+        for a code z (bias), ``[B, 2C, H, W]`` for a spatial map s."""
+        out = self.cond(c)
+        return (out if self.spatial else out[:, :, None, None]).chunk(2, dim=1)
 
     def forward(self, v: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = v.shape[-2:]
-        cond_v, cond_h = self.cond(z)[:, :, None, None].chunk(2, dim=1)
+        cond_v, cond_h = self.conditioning(z)
         v_pre = self.v_conv(F.pad(v, (self.side, self.side, self.rows - 1, 0)))
         h_pre = self.h_conv(F.pad(h, (self.cols - 1 + self.shift, 0)))[..., :width]
         v_above = F.pad(v_pre, (0, 0, 1, 0))[:, :, :height]  # row r gets row r - 1: only rows above
@@ -157,11 +187,21 @@ class PixelCNNDecoder(nn.Module):
         self.config = config
         self.latent_dim = config.latent_dim
         c = config.channels
+        maps = config.spatial_maps if config.conditioning == "spatial" else 0
         self.layers = nn.ModuleList(
-            [GatedLayer(1, c, config.first_kernel, True, config.latent_dim)]
-            + [GatedLayer(c, c, config.kernel, False, config.latent_dim) for _ in range(config.layers - 1)]
+            [GatedLayer(1, c, config.first_kernel, True, config.latent_dim, maps)]
+            + [GatedLayer(c, c, config.kernel, False, config.latent_dim, maps) for _ in range(config.layers - 1)]
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
+        # the spatial conditioning s = L z, [B, maps, H, W] (registered last: the bias model's
+        # parameters and their initialisation order are unchanged)
+        self.spatial = nn.Linear(config.latent_dim, maps * config.image_size[0] * config.image_size[1]) if maps else None
+
+    def conditioning_input(self, z: torch.Tensor) -> torch.Tensor:
+        """What the gated layers are conditioned on: z itself, or its spatial map s = L z."""
+        if self.spatial is None:
+            return z
+        return self.spatial(z).view(z.shape[0], self.config.spatial_maps, *self.config.image_size)
 
     @property
     def gated_layers(self) -> list[GatedLayer]:
@@ -184,8 +224,9 @@ class PixelCNNDecoder(nn.Module):
             raise ValueError(f"expected x of shape [{z.shape[0]}, {', '.join(map(str, self.event_shape))}], got {list(x.shape)}")
         with network_region(x.device):
             v = h = x
+            c = self.conditioning_input(z)
             for layer in self.layers:
-                v, h = layer(v, h, z)
+                v, h = layer(v, h, c)
             logits = self.head(h)
         return logits.to(z.dtype)
 
@@ -228,14 +269,17 @@ class PixelCNNDecoder(nn.Module):
         # filled row by row once a row of pixels is complete; h_in[l], its horizontal input for
         # the current row (left-padded), filled pixel by pixel; from_above[l], the vertical
         # stack's contribution to the horizontal stack for the current row (1x1 link + biases).
+        # The conditioning terms are [B, 2C, H', W'] with H' = W' = 1 (a bias) or the image's size
+        # (spatial); row r uses cond[:, :, r or 0, :], broadcast over the width for a bias.
         v_in, h_in, from_above, h_taps = [], [], [], []
+        c_in = self.conditioning_input(z)
         for layer in layers:
             cin = layer.v_conv.in_channels
             v_in.append(z.new_zeros(batch, cin, height + layer.rows - 1, width + 2 * layer.side))
             h_in.append(z.new_zeros(batch, width + layer.cols - 1 + layer.shift, cin))  # channels last
-            cond_v, cond_h = layer.cond(z).chunk(2, dim=1)
-            bias_h = layer.h_conv.bias + cond_h + layer.v_to_h.bias  # row 0 has nothing above
-            from_above.append(bias_h[:, :, None].expand(-1, -1, width).clone())
+            cond_v, cond_h = layer.conditioning(c_in)
+            bias_h = layer.h_conv.bias[:, None, None] + cond_h + layer.v_to_h.bias[:, None, None]  # row 0: nothing above
+            from_above.append(bias_h[:, :, 0].expand(-1, -1, width).clone())
             weight = layer.h_conv.weight[:, :, 0, :].transpose(1, 2).flatten(1)  # [2C, cols * cin]
             h_taps.append((weight.t().contiguous(), layer.h_out.weight.flatten(1), layer.h_out.bias, cond_v, bias_h))
         head1, head2 = self.head[1], self.head[3]
@@ -264,10 +308,13 @@ class PixelCNNDecoder(nn.Module):
             for i, layer in enumerate(layers):
                 rows = v_in[i][:, :, r : r + layer.rows]  # input rows r - rows + 1 .. r (padded)
                 v_pre = F.conv2d(rows, layer.v_conv.weight, layer.v_conv.bias)[:, :, 0]  # [B, 2C, W]
-                from_above[i] = h_taps[i][4][:, :, None] + F.conv1d(v_pre, layer.v_to_h.weight[..., 0])
+                bias_h, cond_v = h_taps[i][4], h_taps[i][3]
+                below = min(r + 1, bias_h.shape[2] - 1)  # the conditioning of row r + 1 (a bias: its only row)
+                from_above[i] = bias_h[:, :, below] + F.conv1d(v_pre, layer.v_to_h.weight[..., 0])
                 if i + 1 < len(layers):
                     nxt = layers[i + 1]
-                    v_in[i + 1][:, :, r + nxt.rows - 1, nxt.side : nxt.side + width] = _gate(v_pre + h_taps[i][3][:, :, None], 1)
+                    v_in[i + 1][:, :, r + nxt.rows - 1, nxt.side : nxt.side + width] = _gate(
+                        v_pre + cond_v[:, :, min(r, cond_v.shape[2] - 1)], 1)
             for buffer in h_in:  # a new row starts with an empty left context
                 buffer.zero_()
         return x
