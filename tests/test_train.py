@@ -200,7 +200,7 @@ def test_evaluate_averages_the_terms(digits):
         (dict(optimizer="sgd", optimizer_options={"momentum": -1.0}), "rejects optimizer='sgd'.*momentum"),
         (dict(optimizer="sgd", optimizer_options={"betas": [0.5, 0.9]}), r"\['betas'\]: SGD does not take"),
         (dict(optimizer="adam", optimizer_options={"lr": 0.1}), "must not set lr"),
-        (dict(scheduler="cosine"), "scheduler must be None or one of"),
+        (dict(scheduler="cosine"), "scheduler must be one of None, "),
         (dict(scheduler="cosineannealinglr"), "rejects scheduler='cosineannealinglr'.*T_max"),
         (dict(scheduler="steplr", scheduler_options={"step_size": 2, "warmup": 3}), r"\['warmup'\]"),
         (dict(scheduler_options={"step_size": 2}), "without a scheduler"),

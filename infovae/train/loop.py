@@ -40,12 +40,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,39 +52,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
-from .data import binarize_images
-from .precision import PRECISIONS, autocast_networks, resolve_precision
-from .runtime import get_device
-
-
-def _classes(module: object, base: type, exclude: tuple[str, ...] = ()) -> dict[str, type]:
-    """The public subclasses of ``base`` in ``module``, by lower-case name."""
-    found = {}
-    for name in dir(module):
-        cls = getattr(module, name)
-        if (isinstance(cls, type) and issubclass(cls, base) and cls is not base
-                and not name.startswith("_") and name not in exclude):
-            found[name.lower()] = cls
-    return found
-
-
-# every optimiser of torch.optim, by lower-case class name ("adam", "adamw", "sgd", "rmsprop", ...)
-_OPTIMIZER_CLASSES = _classes(torch.optim, torch.optim.Optimizer, exclude=("LBFGS", "SparseAdam"))
-OPTIMIZERS: tuple[str, ...] = tuple(sorted(_OPTIMIZER_CLASSES))
-# the schedulers of torch.optim.lr_scheduler that are set by plain options and stepped once per
-# step (not those built from other schedulers or functions, nor ReduceLROnPlateau, which needs a metric)
-_SCHEDULER_CLASSES = _classes(
-    torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler,
-    exclude=("LRScheduler", "ChainedScheduler", "SequentialLR", "LambdaLR", "MultiplicativeLR"),
-)
-SCHEDULERS: tuple[str, ...] = tuple(sorted(_SCHEDULER_CLASSES))
-CLIPPING: tuple[str | None, ...] = (None, "value", "norm")
-CHECKPOINT_FORMAT = 1
-# Settings that must match when a run resumes (the others, e.g. iterations, may change).
-RESUME_KEYS: tuple[str, ...] = (
-    "batch_size", "optimizer", "optimizer_options", "lr", "scheduler", "scheduler_options", "clip", "clip_value",
-    "binarize", "seed", "precision",
-)
+from .. import validation
+from ..data import binarize_images
+from ..precision import autocast_networks, resolve_precision
+from ..runtime import get_device
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .config import RESUME_KEYS, TrainConfig, make_optimizer, make_scheduler
 
 EvalHook = Callable[["Trainer"], Mapping[str, float]]
 
@@ -102,107 +72,6 @@ class NonFiniteLossError(RuntimeError):
     """
 
 
-@dataclass
-class TrainConfig:
-    """How to train (defaults: the DCGAN experiments' Adam 1e-4, batch 100).
-
-    Attributes:
-        iterations: total number of optimiser steps of ``run()``.
-        batch_size: images per step.
-        optimizer: the lower-case name of a ``torch.optim`` optimiser (``OPTIMIZERS``:
-            ``"adam"``, fused where available, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ...).
-        optimizer_options: its keyword arguments other than ``lr`` (plain values), e.g.
-            ``{"betas": [0.5, 0.999]}`` or ``{"momentum": 0.9}``.
-        lr: learning rate (the initial one, if a scheduler changes it).
-        scheduler: ``None`` or the lower-case name of a ``torch.optim.lr_scheduler`` class
-            (``SCHEDULERS``: ``"cosineannealinglr"``, ``"steplr"``, ``"linearlr"``, ...), stepped
-            once per optimiser step; the learning rate is logged as ``"lr"``.
-        scheduler_options: its keyword arguments, e.g. ``{"T_max": 10000}``.
-        clip: ``None``, ``"value"`` (each gradient entry clipped to [-clip_value, clip_value])
-            or ``"norm"`` (global gradient norm at most clip_value).
-        clip_value: the clipping threshold.
-        binarize: ``None`` (the default: data used as given), ``"stochastic"`` (a fresh
-            Bernoulli draw per batch: grey-level MNIST) or ``"threshold"``.
-        seed: seeds torch, the data order and the binarization.
-        log_every: steps averaged into one history entry.
-        eval_every: steps between evaluation hooks (0: never).
-        checkpoint_every: steps between checkpoints (0: only at the end of ``run``).
-        checkpoint: file of the checkpoint (``None``: no checkpoints).
-        progress: show a tqdm progress bar.
-        precision: ``"fp32"``, ``"bf16"`` (bf16 autocast of the networks only, where the
-            device has native bf16; ``infovae.precision``) or ``"auto"`` (bf16 where native).
-
-    Example:
-        >>> from infovae.train import TrainConfig
-        >>> config = TrainConfig(iterations=2000, optimizer="adamw", scheduler="cosineannealinglr",
-        ...                      scheduler_options={"T_max": 2000})
-        >>> config.batch_size, config.lr, config.precision
-        (100, 0.0001, 'fp32')
-        >>> TrainConfig(optimizer_options={"momentum": 0.9})  # Adam has no momentum
-        Traceback (most recent call last):
-        ...
-        ValueError: optimizer_options ['momentum']: Adam does not take them; ...
-    """
-
-    iterations: int = 1000
-    batch_size: int = 100
-    optimizer: str = "adam"
-    optimizer_options: dict = field(default_factory=dict)
-    lr: float = 1e-4
-    scheduler: str | None = None
-    scheduler_options: dict = field(default_factory=dict)
-    clip: str | None = None
-    clip_value: float = 1.0
-    binarize: str | None = None
-    seed: int = 0
-    log_every: int = 100
-    eval_every: int = 0
-    checkpoint_every: int = 0
-    checkpoint: str | None = None
-    progress: bool = True
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "batch_size", "seed", "log_every", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-            if value < (1 if name in ("batch_size", "log_every") else 0):
-                raise ValueError(f"{name} must be {'positive' if name in ('batch_size', 'log_every') else 'non-negative'}, got {value}")
-        for name in ("lr", "clip_value"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be positive and finite, got {value}")
-        if not isinstance(self.progress, bool):
-            raise TypeError(f"progress must be True or False, got {self.progress!r}")
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint must be a path or None, got {self.checkpoint!r}")
-        if self.checkpoint is not None:
-            self.checkpoint = os.fspath(self.checkpoint)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS} (torch.optim, lower case), got {self.optimizer!r}")
-        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
-            raise ValueError(
-                f"scheduler must be None or one of {SCHEDULERS} (torch.optim.lr_scheduler, lower case), got {self.scheduler!r}"
-            )
-        for name in ("optimizer_options", "scheduler_options"):
-            options = getattr(self, name)
-            if not isinstance(options, dict):
-                raise TypeError(f"{name} must be a dict of keyword arguments, got {type(options).__name__}")
-            _check_plain(name, options)
-        if self.scheduler is None and self.scheduler_options:
-            raise ValueError("scheduler_options were given without a scheduler: set scheduler=... or drop them")
-        # build both once on a dummy parameter: torch names bad option values here, not mid-run
-        optimizer = _make_optimizer([nn.Parameter(torch.zeros(1))], self, torch.device("cpu"))
-        _make_scheduler(optimizer, self)
-        if self.clip not in CLIPPING:
-            raise ValueError(f"clip must be one of {CLIPPING}, got {self.clip!r}")
-        if self.binarize not in (None, "stochastic", "threshold"):
-            raise ValueError(f"binarize must be None, 'stochastic' or 'threshold', got {self.binarize!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass
@@ -245,42 +114,6 @@ class History:
         return list(self.series)
 
 
-def _check_options(kind: str, cls: type, options: Mapping[str, object]) -> None:
-    """Refuse keyword arguments that ``cls`` does not take (and ``lr``, which is ``TrainConfig.lr``)."""
-    accepted = [p for p in list(inspect.signature(cls.__init__).parameters)[2:] if p not in ("lr", "verbose")]  # type: ignore[misc]  # a class, not an instance
-    unknown = sorted(set(options) - set(accepted))
-    if "lr" in options:
-        raise ValueError(f"{kind}_options must not set lr: the learning rate is TrainConfig.lr")
-    if unknown:
-        raise ValueError(f"{kind}_options {unknown}: {cls.__name__} does not take them; it takes {accepted}")
-
-
-def _make_optimizer(params: Sequence[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The optimiser ``config.optimizer`` with ``config.optimizer_options`` (Adam and AdamW fused
-    where the device has the kernel, unless the options choose an implementation)."""
-    cls = _OPTIMIZER_CLASSES[config.optimizer]
-    _check_options("optimizer", cls, config.optimizer_options)
-    options = dict(config.optimizer_options)
-    if config.optimizer in ("adam", "adamw") and not ({"fused", "foreach", "capturable", "differentiable"} & set(options)):
-        options["fused"] = device.type in ("cuda", "cpu")
-    try:
-        return cls(params, lr=config.lr, **options)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"torch.optim rejects optimizer={config.optimizer!r} with options {config.optimizer_options}: {err}") from None
-
-
-def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The scheduler ``config.scheduler`` with ``config.scheduler_options`` over ``optimizer``."""
-    if config.scheduler is None:
-        return None
-    cls = _SCHEDULER_CLASSES[config.scheduler]
-    _check_options("scheduler", cls, config.scheduler_options)
-    try:
-        return cls(optimizer, **config.scheduler_options)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"torch.optim.lr_scheduler rejects scheduler={config.scheduler!r} with options "
-                         f"{config.scheduler_options}: {err}") from None
-
 
 def _auxiliary_optimizers(loss_fn: object) -> list[torch.optim.Optimizer]:
     """Optimisers that live inside the loss (adversarial critics), to checkpoint them too."""
@@ -289,83 +122,6 @@ def _auxiliary_optimizers(loss_fn: object) -> list[torch.optim.Optimizer]:
     found = (getattr(m, "optimizer", None) for m in loss_fn.modules())
     return [opt for opt in found if isinstance(opt, torch.optim.Optimizer)]
 
-
-def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the old file intact.
-
-    Returns the path written (its folder is created if needed).
-
-    Example:
-        >>> import tempfile, torch
-        >>> from pathlib import Path
-        >>> from infovae.train import save_checkpoint
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = save_checkpoint({"step": 3, "w": torch.ones(2)}, Path(folder) / "runs" / "a.pt")
-        ...     torch.load(path, weights_only=True)
-        {'step': 3, 'w': tensor([1., 1.])}
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(dict(state), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | None = "cpu") -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` (tensors and plain values only).
-
-    Raises:
-        FileNotFoundError: nothing at ``path``.
-        ValueError: ``"<path> is not an infovae checkpoint"``: unreadable, truncated, holding
-            anything but tensors and plain values, or of another format.
-
-    Example:
-        >>> import tempfile, torch
-        >>> from pathlib import Path
-        >>> from infovae.train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = save_checkpoint({"format": CHECKPOINT_FORMAT, "step": 3}, Path(folder) / "a.pt")
-        ...     load_checkpoint(path)["step"]
-        3
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError,
-            IndexError, TypeError, OverflowError, UnicodeDecodeError, MemoryError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in reason or "Weights only load failed" in reason:
-            reason = "it holds objects other than tensors and plain values"
-        raise ValueError(f"{path} is not an infovae checkpoint ({reason[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an infovae checkpoint (no format {CHECKPOINT_FORMAT} marker)")
-    return state
-
-
-def _check_plain(name: str, value: object) -> None:
-    """``value`` holds only str, int, float, bool, None, lists/tuples and str-keyed dicts."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_plain(name, item)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{name} must have str keys, got {key!r}")
-            _check_plain(f"{name}[{key!r}]", item)
-        return
-    raise TypeError(f"{name} must hold plain values (str, numbers, None, lists, dicts), got {type(value).__name__}")
 
 
 def _first_tensor(item: object) -> torch.Tensor:
@@ -439,13 +195,13 @@ class Trainer:
         if self._n < config.batch_size:
             raise ValueError(f"batch_size {config.batch_size} exceeds the {self._n} training examples")
         self.meta = dict(meta or {})
-        _check_plain("meta", self.meta)
+        validation.plain("meta", self.meta)
         self.precision = resolve_precision(config.precision, self.device)  # "fp32" or "bf16"
         self.model = model.to(self.device)
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
         self.hooks = list(hooks)
-        self.optimizer = _make_optimizer(list(model.parameters()), config, self.device)
-        self.scheduler = _make_scheduler(self.optimizer, config)
+        self.optimizer = make_optimizer(list(model.parameters()), config, self.device)
+        self.scheduler = make_scheduler(self.optimizer, config)
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.binarize_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         # the model's own random stream (codes, prior samples): torch's global generators are
@@ -750,57 +506,6 @@ class Trainer:
         return self
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loss_fn: Callable,
-    data: torch.Tensor,
-    batch_size: int = 500,
-    binarize: str | None = None,
-    generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """Average the loss and its terms over ``data`` (model in eval mode), in nats per image.
 
-    For an ``InfoVAELoss`` these are book Eq. ``ch5-eq6`` and its terms over the whole set.
 
-    Args:
-        model, loss_fn: as for ``Trainer``.
-        data: examples ``[N, ...]`` (moved batch by batch to the model's device).
-        batch_size: examples per forward pass.
-        binarize: binarization applied to each batch (``None``: data used as given).
-        generator: source of the stochastic binarization.
-
-    Example:
-        >>> import torch
-        >>> from infovae import InfoVAELoss, build_vae
-        >>> from infovae.data import two_point_data
-        >>> from infovae.train import evaluate
-        >>> _ = torch.manual_seed(0)
-        >>> result = evaluate(build_vae("toy", 1), InfoVAELoss.elbo(), two_point_data(16), batch_size=8)
-        >>> sorted(result)
-        ['kl', 'loss', 'reconstruction']
-        >>> abs(result["loss"] - result["reconstruction"] - result["kl"]) < 1e-4  # the ELBO: weights 1 and 1
-        True
-    """
-    if batch_size < 1 or len(data) == 0:
-        raise ValueError("evaluate needs a non-empty data set and a positive batch_size")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    sums: dict[str, float] = {}
-    try:
-        for start in range(0, len(data), batch_size):
-            x = data[start : start + batch_size].to(device)
-            if binarize is not None:
-                x = binarize_images(x, binarize, generator)
-            out = loss_fn(model, x)
-            terms = {"loss": out.loss * len(x), "reconstruction": out.reconstruction.sum()}
-            if out.kl is not None:
-                terms["kl"] = out.kl.sum()
-            if out.divergence is not None:
-                terms["divergence"] = out.divergence * len(x)
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-    finally:
-        model.train(was_training)
-    return {name: total / len(data) for name, total in sums.items()}
+__all__ = ["EvalHook", "History", "NonFiniteLossError", "Trainer"]

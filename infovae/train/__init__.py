@@ -1,0 +1,35 @@
+"""Training, book chapters 6-9: one ``Trainer`` for every objective of Eq. (6) (``ch4-eq6``).
+
+Three modules, imported in this order (each only from the ones before it):
+
+* ``config``: ``TrainConfig`` (how to train) and the registries ``OPTIMIZERS`` and
+  ``SCHEDULERS`` of ``torch.optim`` by name;
+* ``checkpoint``: atomic, weights-only checkpoint files (``save_checkpoint``, ``load_checkpoint``);
+* ``evaluation``: ``evaluate``, the loss averaged over a data set;
+* ``loop``: the ``Trainer`` (minibatches, the guards against non-finite values, exact resume).
+
+Every name is re-exported here: ``from infovae.train import Trainer, TrainConfig, evaluate``.
+"""
+
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .config import CLIPPING, OPTIMIZERS, RESUME_KEYS, SCHEDULERS, TrainConfig, make_optimizer, make_scheduler
+from .evaluation import evaluate
+from .loop import EvalHook, History, NonFiniteLossError, Trainer
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CLIPPING",
+    "EvalHook",
+    "History",
+    "NonFiniteLossError",
+    "OPTIMIZERS",
+    "RESUME_KEYS",
+    "SCHEDULERS",
+    "TrainConfig",
+    "Trainer",
+    "evaluate",
+    "load_checkpoint",
+    "make_optimizer",
+    "make_scheduler",
+    "save_checkpoint",
+]
