@@ -24,10 +24,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .networks import ARCHITECTURES
-from .train import OPTIMIZERS, SCHEDULERS
-from .objective import DIVERGENCES, PRESETS
+from .networks import ARCHITECTURES, MODELS
+from .objective import ADVERSARIAL, PRESETS
 from .runtime import PROFILES
+from .train import OPTIMIZERS, SCHEDULERS
 
 
 # What `reproduce` offers: the experiments of infovae.experiments.EXPERIMENTS, by name.
@@ -42,13 +42,9 @@ REPRODUCTIONS: dict[str, str] = {
 }
 
 
-# Optimiser, learning rate, clipping and batch size of each architecture (the paper and its authors' code).
-ARCHITECTURE_DEFAULTS: dict[str, dict] = {
-    "toy": {"optimizer": "adam", "lr": 1e-4, "clip": None, "batch_size": 500},
-    "mlp": {"optimizer": "adam", "lr": 1e-3, "clip": None, "batch_size": 100},
-    "dcgan": {"optimizer": "adam", "lr": 1e-4, "clip": None, "batch_size": 200},
-    "pixelcnn": {"optimizer": "rmsprop", "lr": 1e-3, "clip": "value", "batch_size": 100},
-}
+# Optimiser, learning rate, clipping, batch size and binarization of each architecture (the paper and
+# its authors' code): the model registry's.
+ARCHITECTURE_DEFAULTS: dict[str, dict] = {name: dict(entry.training) for name, entry in MODELS.items()}
 ITERATIONS: dict[str, int] = {"quick": 200, "book": 5000, "paper": 100_000}
 # Presets whose alpha/lambda are fixed by definition (beta-vae takes --beta).
 FIXED_WEIGHTS: tuple[str, ...] = ("elbo", "autoencoder", "beta-vae")
@@ -132,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lam", type=POSITIVE_FLOAT,
                        help="override the preset's lambda (weight of the divergence; not for elbo, autoencoder, beta-vae)")
     train.add_argument("--beta", type=POSITIVE_FLOAT, help="beta of the beta-vae preset (default: 1)")
-    train.add_argument("--divergence", choices=[d for d in DIVERGENCES if d in ("js", "wgan-gp")],
+    train.add_argument("--divergence", choices=ADVERSARIAL,
                        help="discriminator of the adversarial preset (default: js)")
     train.add_argument("--latent-dim", type=POSITIVE_INT, default=10, help="dimension of z (default: %(default)s)")
     train.add_argument("--deterministic", action="store_true", help="point-mass encoder (implied by the autoencoder preset)")
@@ -215,7 +211,7 @@ def _loss_from(spec: dict):  # type: ignore[no-untyped-def]
 def _model_from(spec: dict):
     from .networks import build_vae
 
-    return build_vae(spec["model"], spec["latent_dim"], deterministic=spec["deterministic"])
+    return build_vae(spec["model"], spec["latent_dim"], deterministic=spec["deterministic"], seed=spec.get("seed"))
 
 
 def _train_data(spec: dict):
@@ -229,8 +225,6 @@ def _train_data(spec: dict):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
     from .runtime import get_profile
     from .train import TrainConfig, Trainer
 
@@ -256,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         scheduler_options=args.scheduler_options,
         clip=None if clip == "none" else clip,
-        binarize=None if args.model == "toy" else "stochastic",
+        binarize=defaults["binarize"],
         seed=args.seed,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
@@ -267,7 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--resume: no checkpoint at {config.checkpoint}")
     loss_fn, data = _loss_from(spec), _train_data(spec)
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)  # the same command gives the same initial weights
+    # the model is built from --seed (build_vae(seed=...)): the same command gives the same weights
     trainer = Trainer(_model_from(spec), loss_fn, data, config, meta=spec)
     if args.resume:
         trainer.resume()
@@ -294,7 +288,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--iwae-samples must be at most {MAX_SAMPLES:,} (the paper uses 5000), got {args.iwae_samples:,}")
     device = get_device()
     state = load_checkpoint(args.checkpoint, map_location=device)
-    spec = state["meta"]
+    spec = state.get("meta")
     if not isinstance(spec, dict) or "model" not in spec or "preset" not in spec:
         raise ValueError(f"{args.checkpoint} was not written by `python -m infovae train` (no model description)")
     if spec.get("model") == "toy":

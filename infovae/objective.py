@@ -26,7 +26,7 @@ the authors' PixelCNN code (beta = 784/d for their ELBO, lambda = 784 for their 
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from . import validation
 from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, resolve_bandwidth, stein_loss
 from .vae import VAE, check_decoder_output, check_encoder_output
 
@@ -85,20 +86,40 @@ class InfoVAEOutput:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """Every setting of an ``InfoVAELoss`` as plain values (stored in training checkpoints).
+    """Every setting of an ``InfoVAELoss``, validated, as plain values: the one home of its settings.
 
-    ``InfoVAELoss.from_config(config)`` rebuilds the loss; ``loss_fn.config`` gives it back.
-    The fields are the keyword arguments of ``InfoVAELoss`` (``critic_betas`` as a list).
+    ``InfoVAELoss(config)`` builds the loss, ``loss_fn.config`` gives it back, and training
+    checkpoints store ``config.as_dict()``. The presets are constructors of this class
+    (``ObjectiveConfig.mmd_vae()``, ...; by name: ``ObjectiveConfig.preset(name, ...)`` and
+    ``OBJECTIVES``). Bad settings are refused here, with a message that names them.
+
+    Attributes:
+        alpha: information preference; the KL weight is 1 - alpha (alpha <= 1).
+        lam: lambda > 0; the weight of the divergence term is alpha + lambda - 1.
+        divergence: ``"mmd"``, ``"stein"``, ``"js"``, ``"wgan-gp"`` or ``"none"``.
+        kernel, bandwidth, estimator: MMD settings (``infovae.divergences.mmd``); the
+            bandwidth is also the Stein kernel's.
+        num_prior_samples: fresh prior samples per batch for MMD and the adversarial terms.
+        critic_hidden: width of the adversarial network's two hidden layers.
+        critic_lr: its Adam learning rate (authors' code: 2e-5).
+        critic_betas: its Adam betas (authors' code: (0.5, 0.9)).
+        gp_weight: the WGAN-GP gradient-penalty weight (authors' code: 10).
+        allow_negative_weights: accept alpha > 1 or alpha + lambda < 1, which put a
+            negative weight on a divergence (the objective then rewards a mismatch).
 
     Example:
-        >>> from infovae.objective import InfoVAELoss
-        >>> cfg = InfoVAELoss.mmd_vae(lam=500.0).config
-        >>> cfg.alpha, cfg.lam, cfg.divergence, cfg.num_prior_samples
-        (0.0, 500.0, 'mmd', 200)
-        >>> InfoVAELoss.from_config(cfg).config == cfg  # the same objective
+        >>> from infovae.objective import InfoVAELoss, ObjectiveConfig
+        >>> cfg = ObjectiveConfig.mmd_vae(lam=500.0)
+        >>> cfg.alpha, cfg.lam, cfg.divergence, cfg.num_prior_samples, cfg.kl_weight, cfg.divergence_weight
+        (0.0, 500.0, 'mmd', 200, 1.0, 499.0)
+        >>> InfoVAELoss(cfg).config == cfg == InfoVAELoss.mmd_vae(lam=500.0).config  # the same objective
         True
         >>> cfg.as_dict()["critic_betas"]
         [0.5, 0.9]
+        >>> ObjectiveConfig(lam=0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: lam (lambda) must be positive, got 0.0
     """
 
     alpha: float = 0.0
@@ -114,17 +135,142 @@ class ObjectiveConfig:
     gp_weight: float = 10.0
     allow_negative_weights: bool = False
 
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:  # a frozen dataclass: normalised values set once, here
+            object.__setattr__(self, name, value)
+
+        put("alpha", validation.number("alpha", self.alpha))
+        put("lam", validation.number("lam", self.lam))
+        if self.lam <= 0:
+            raise ValueError(f"lam (lambda) must be positive, got {self.lam}")
+        put("divergence", "none" if self.divergence is None else self.divergence)
+        for name, choices in (("divergence", DIVERGENCES), ("kernel", KERNELS), ("estimator", ESTIMATORS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        if self.bandwidth is not None:
+            put("bandwidth", resolve_bandwidth(self.bandwidth, 1))
+        validation.integer("num_prior_samples", self.num_prior_samples, minimum=2)
+        validation.integer("critic_hidden", self.critic_hidden, minimum=1)
+        put("critic_lr", validation.number("critic_lr", self.critic_lr, positive=True))
+        put("gp_weight", validation.number("gp_weight", self.gp_weight, minimum=0))
+        betas = self.critic_betas
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"critic_betas must be a pair (beta1, beta2), got {betas!r}")
+        put("critic_betas", tuple(validation.number("critic_betas", b, minimum=0, maximum=1) for b in betas))
+        if not isinstance(self.allow_negative_weights, bool):
+            raise TypeError(f"allow_negative_weights must be True or False, got {self.allow_negative_weights!r}")
+        if not self.allow_negative_weights:
+            if self.kl_weight < 0:
+                raise ValueError(
+                    f"alpha = {self.alpha} > 1 gives KL(q(z|x)||p(z)) the negative weight {self.kl_weight:g}; "
+                    "pass allow_negative_weights=True if that is intended"
+                )
+            if self.divergence_weight < 0:
+                raise ValueError(
+                    f"alpha + lambda - 1 = {self.divergence_weight:g} < 0 puts a negative weight on "
+                    "D(q(z)||p(z)), which maximises the mismatch; pass allow_negative_weights=True "
+                    "if that is intended"
+                )
+
+    @property
+    def kl_weight(self) -> float:
+        """1 - alpha, the weight of KL(q(z|x) || p(z))."""
+        return 1.0 - self.alpha
+
+    @property
+    def divergence_weight(self) -> float:
+        """alpha + lambda - 1, the weight of D(q(z) || p(z)) (0 for ``divergence="none"``)."""
+        return 0.0 if self.divergence == "none" else self.alpha + self.lam - 1.0
+
     def as_dict(self) -> dict:
         """Plain values (lists for tuples), e.g. for a checkpoint or JSON."""
         out = asdict(self)
         out["critic_betas"] = list(out["critic_betas"])
         return out
 
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> "ObjectiveConfig":
+        """The config of ``as_dict()`` (e.g. read from a checkpoint); unknown names are refused."""
+        if not isinstance(settings, Mapping):
+            raise TypeError(f"settings must be a dict of objective settings, got {type(settings).__name__}")
+        unknown = set(settings) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown objective settings: {', '.join(sorted(unknown))}; "
+                             f"the settings are {', '.join(cls.__dataclass_fields__)}")
+        kwargs = dict(settings)
+        if "critic_betas" in kwargs:
+            kwargs["critic_betas"] = tuple(kwargs["critic_betas"])
+        return cls(**kwargs)
 
-def _finite_number(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    # --------------------------------------------------------------- presets
+
+    @classmethod
+    def elbo(cls, **settings: Any) -> "ObjectiveConfig":
+        """The negative ELBO: alpha = 0, lambda = 1 (no divergence term)."""
+        return cls(alpha=0.0, lam=1.0, divergence="none", **settings)
+
+    @classmethod
+    def beta_vae(cls, beta: float, **settings: Any) -> "ObjectiveConfig":
+        """beta-VAE (Higgins et al. 2017): alpha = 1 - beta, lambda = beta, so D has weight 0."""
+        beta = validation.number("beta", beta, positive=True)
+        return cls(alpha=1.0 - beta, lam=beta, divergence="none", **settings)
+
+    @classmethod
+    def mmd_vae(cls, lam: float = 1000.0, alpha: float = 0.0, **settings: Any) -> "ObjectiveConfig":
+        """MMD-VAE: lambda = 1000 and alpha = 0 (Figs. 2-5); use alpha = 1 for PixelCNN decoders (Fig. 6)."""
+        return cls(alpha=alpha, lam=lam, divergence="mmd", **settings)
+
+    @classmethod
+    def stein_vae(cls, lam: float = 1000.0, alpha: float = 1.0, **settings: Any) -> "ObjectiveConfig":
+        """Stein-VAE (Fig. 6, Table 1): Stein variational gradient, lambda = 1000, alpha = 1."""
+        return cls(alpha=alpha, lam=lam, divergence="stein", **settings)
+
+    @classmethod
+    def adversarial(cls, lam: float = 1.0, alpha: float = 1.0, divergence: str = "js", **settings: Any) -> "ObjectiveConfig":
+        """Adversarial autoencoder: alpha = 1, lambda = 1, Jensen-Shannon (or ``"wgan-gp"``)."""
+        if divergence not in ADVERSARIAL:
+            raise ValueError(f"an adversarial divergence is one of {', '.join(ADVERSARIAL)}, got {divergence!r}")
+        return cls(alpha=alpha, lam=lam, divergence=divergence, **settings)
+
+    @classmethod
+    def autoencoder(cls, **settings: Any) -> "ObjectiveConfig":
+        """Plain (unregularised) autoencoder: reconstruction only (alpha = 1, no divergence)."""
+        return cls(alpha=1.0, lam=1.0, divergence="none", **settings)
+
+    @classmethod
+    def authors_weighting(cls, objective: str, latent_dim: int, num_pixels: int = 784, **settings: Any) -> "ObjectiveConfig":
+        """The per-pixel loss of the authors' PixelCNN code, on this module's nats-per-image scale.
+
+        Their TensorFlow code (ShengjiaZhao/PixelCNN, ``models.py``) averages the reconstruction
+        over the ``num_pixels`` pixels and the Gaussian KL over the ``latent_dim`` dimensions.
+        Multiplied by ``num_pixels`` (which leaves the optimum unchanged) that is:
+
+        * ``"elbo"``: -log p(x|z) + (num_pixels / latent_dim) KL(q(z|x)||p(z)), a beta-VAE with
+          beta = num_pixels / latent_dim (156.8 for MNIST at latent_dim = 5);
+        * ``"mmd"``: -log p(x|z) + num_pixels MMD(q(z), p(z)), MMD-VAE with alpha = 1 and
+          lambda = num_pixels (784 for MNIST, against the paper's stated 1000).
+
+        ``loss / num_pixels`` equals their per-pixel loss (book chapter 8; tested).
+        """
+        if objective not in ("elbo", "mmd"):
+            raise ValueError(f"the authors' weighting is defined for 'elbo' and 'mmd', got {objective!r}")
+        validation.integer("latent_dim", latent_dim, minimum=1)
+        validation.integer("num_pixels", num_pixels, minimum=1)
+        if objective == "elbo":
+            return cls.beta_vae(num_pixels / latent_dim, **settings)
+        return cls.mmd_vae(lam=float(num_pixels), alpha=1.0, **settings)
+
+    @classmethod
+    def authors_elbo(cls, latent_dim: int, num_pixels: int = 784, **settings: Any) -> "ObjectiveConfig":
+        """The ELBO with the authors' per-pixel weighting: ``authors_weighting("elbo", latent_dim, num_pixels)``."""
+        return cls.authors_weighting("elbo", latent_dim, num_pixels, **settings)
+
+    @classmethod
+    def preset(cls, name: str, **settings: Any) -> "ObjectiveConfig":
+        """A preset by name: one of ``OBJECTIVES`` (``"elbo"``, ``"beta-vae"``, ``"mmd-vae"``, ...)."""
+        if name not in OBJECTIVES:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(OBJECTIVES)}")
+        return OBJECTIVES[name](**settings)
 
 
 def _is_standard_normal(prior: Distribution) -> bool:
@@ -168,26 +314,21 @@ class InfoVAELoss(nn.Module):
     (or its unbiased form), the Stein term follows book Eq. ``ch5-svgd``, the adversarial
     ones book Eqs. ``ch5-js`` and ``ch5-wgan``.
 
+    Built from an ``ObjectiveConfig`` (``InfoVAELoss(config)``), which holds every setting, or
+    from its fields as keywords (``InfoVAELoss(alpha=0.0, lam=1000.0, divergence="mmd")``,
+    which builds that config); the presets (``InfoVAELoss.mmd_vae()``, ...) are those of
+    ``ObjectiveConfig``. The settings are read back as attributes (``loss_fn.alpha``, ...).
+
     Args:
-        alpha: information preference; the KL weight is 1 - alpha (alpha <= 1).
-        lam: lambda > 0, the weight of the divergence term is alpha + lambda - 1.
-        divergence: ``"mmd"``, ``"stein"``, ``"js"``, ``"wgan-gp"`` or ``"none"``.
-        kernel, bandwidth, estimator: MMD settings (``infovae.divergences.mmd``); the
-            bandwidth is also the Stein kernel's.
-        num_prior_samples: fresh prior samples per batch for MMD and the adversarial terms.
+        alpha: an ``ObjectiveConfig``, or the information preference alpha (see there for
+            ``lam``, ``divergence`` and the keyword settings).
         latent_dim: for ``"js"``/``"wgan-gp"``, builds the network now (else on first use,
             on the codes' device and dtype).
-        critic_hidden: width of the adversarial network's two hidden layers.
-        critic_lr: its Adam learning rate (authors' code: 2e-5).
-        critic_betas: its Adam betas (authors' code: (0.5, 0.9)).
-        gp_weight: the WGAN-GP gradient-penalty weight (authors' code: 10).
-        allow_negative_weights: accept alpha > 1 or alpha + lambda < 1, which put a
-            negative weight on a divergence (the objective then rewards a mismatch).
 
     Example:
         >>> import torch
         >>> from infovae.networks import build_vae
-        >>> from infovae.objective import InfoVAELoss
+        >>> from infovae.objective import InfoVAELoss, ObjectiveConfig
         >>> _ = torch.manual_seed(0)
         >>> model = build_vae("toy", latent_dim=1)
         >>> x = torch.tensor([[-1.0], [1.0]]).repeat(4, 1)
@@ -200,162 +341,101 @@ class InfoVAELoss(nn.Module):
         (0.0, 4.0)
         >>> InfoVAELoss.preset("stein-vae")
         InfoVAELoss(alpha=1, lam=1000, divergence='stein')
+        >>> InfoVAELoss(ObjectiveConfig.beta_vae(4.0)).kl_weight
+        4.0
     """
 
     def __init__(
         self,
-        alpha: float = 0.0,
+        alpha: float | ObjectiveConfig = 0.0,
         lam: float = 1.0,
-        divergence: str = "mmd",
+        divergence: str | None = "mmd",
         *,
-        kernel: str = "rbf",
-        bandwidth: float | None = None,
-        estimator: str = "biased",
-        num_prior_samples: int = 200,
         latent_dim: int | None = None,
-        critic_hidden: int = 512,
-        critic_lr: float = 2e-5,
-        critic_betas: tuple[float, float] = (0.5, 0.9),
-        gp_weight: float = 10.0,
-        allow_negative_weights: bool = False,
+        **settings: Any,
     ):
         super().__init__()
-        alpha, lam = _finite_number("alpha", alpha), _finite_number("lam", lam)
-        if lam <= 0:
-            raise ValueError(f"lam (lambda) must be positive, got {lam}")
-        if divergence is None:
-            divergence = "none"
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"unknown divergence {divergence!r}; choose one of {', '.join(DIVERGENCES)}")
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-        if not isinstance(num_prior_samples, int) or num_prior_samples < 2:
-            raise ValueError(f"num_prior_samples must be an integer >= 2, got {num_prior_samples!r}")
-        kl_weight = 1.0 - alpha
-        divergence_weight = 0.0 if divergence == "none" else alpha + lam - 1.0
-        if not allow_negative_weights:
-            if kl_weight < 0:
-                raise ValueError(
-                    f"alpha = {alpha} > 1 gives KL(q(z|x)||p(z)) the negative weight {kl_weight:g}; "
-                    "pass allow_negative_weights=True if that is intended"
-                )
-            if divergence_weight < 0:
-                raise ValueError(
-                    f"alpha + lambda - 1 = {divergence_weight:g} < 0 puts a negative weight on "
-                    "D(q(z)||p(z)), which maximises the mismatch; pass allow_negative_weights=True "
-                    "if that is intended"
-                )
-        self.alpha, self.lam, self.divergence = alpha, lam, divergence
-        self.kl_weight, self.divergence_weight = kl_weight, divergence_weight
-        self.kernel, self.bandwidth, self.estimator = kernel, bandwidth, estimator
-        self.num_prior_samples = num_prior_samples
-        if isinstance(critic_hidden, bool) or not isinstance(critic_hidden, int) or critic_hidden < 1:
-            raise ValueError(f"critic_hidden must be a positive integer, got {critic_hidden!r}")
-        for name, value in (("critic_lr", critic_lr), ("gp_weight", gp_weight)):
-            if _finite_number(name, value) < 0 or (name == "critic_lr" and value == 0):
-                raise ValueError(f"{name} must be {'positive' if name == 'critic_lr' else 'non-negative'}, got {value}")
-        if bandwidth is not None:
-            resolve_bandwidth(bandwidth, 1)
-        self.config = ObjectiveConfig(
-            alpha, lam, divergence, kernel, None if bandwidth is None else float(bandwidth), estimator,
-            num_prior_samples, critic_hidden, float(critic_lr), (float(critic_betas[0]), float(critic_betas[1])),
-            float(gp_weight), bool(allow_negative_weights),
-        )
-        self._critic_kwargs: dict[str, Any] = {"hidden": critic_hidden, "lr": critic_lr, "betas": critic_betas}
-        if divergence == "wgan-gp":
-            self._critic_kwargs["gp_weight"] = gp_weight
+        if isinstance(alpha, ObjectiveConfig):
+            given = [name for name, value, default in (("lam", lam, 1.0), ("divergence", divergence, "mmd"))
+                     if value != default]
+            if given or settings:
+                raise TypeError(f"InfoVAELoss(config) takes its settings from the config; got {given + sorted(settings)} "
+                                "besides it (use dataclasses.replace(config, ...))")
+            config = alpha
+        else:
+            unknown = sorted(set(settings) - set(ObjectiveConfig.__dataclass_fields__))
+            if unknown:
+                raise TypeError(f"InfoVAELoss got unknown settings {unknown}; the settings are those of "
+                                f"ObjectiveConfig: {', '.join(ObjectiveConfig.__dataclass_fields__)}")
+            config = ObjectiveConfig(alpha=alpha, lam=lam, divergence="none" if divergence is None else divergence, **settings)
+        self.config = config
         self.critic: JSDiscriminator | WGANCritic | None = None
         self._prior: Distribution | None = None
-        if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1):
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        if latent_dim is not None and self.has_auxiliary:
-            self._build_critic(latent_dim, None, None)
+        if latent_dim is not None:
+            validation.integer("latent_dim", latent_dim, minimum=1)
+            if self.has_auxiliary:
+                self._build_critic(latent_dim, None, None)
+
+    # the settings, read from the config (their one home)
+    alpha = property(lambda self: self.config.alpha, doc="alpha of Eq. (6).")
+    lam = property(lambda self: self.config.lam, doc="lambda of Eq. (6).")
+    divergence = property(lambda self: self.config.divergence, doc="the divergence D.")
+    kernel = property(lambda self: self.config.kernel, doc="the MMD kernel.")
+    bandwidth = property(lambda self: self.config.bandwidth, doc="the kernel bandwidth (None: the code dimension).")
+    estimator = property(lambda self: self.config.estimator, doc="the MMD estimator.")
+    num_prior_samples = property(lambda self: self.config.num_prior_samples, doc="prior samples per batch.")
+    kl_weight = property(lambda self: self.config.kl_weight, doc="1 - alpha.")
+    divergence_weight = property(lambda self: self.config.divergence_weight, doc="alpha + lambda - 1 (0 without D).")
 
     @classmethod
-    def from_config(cls, config: ObjectiveConfig | dict, latent_dim: int | None = None) -> "InfoVAELoss":
+    def from_config(cls, config: ObjectiveConfig | Mapping[str, Any], latent_dim: int | None = None) -> "InfoVAELoss":
         """The loss of an ``ObjectiveConfig`` (or of its ``as_dict()``, e.g. from a checkpoint)."""
-        if isinstance(config, ObjectiveConfig):
-            config = config.as_dict()
-        if not isinstance(config, dict):
-            raise TypeError(f"config must be an ObjectiveConfig or a dict, got {type(config).__name__}")
-        unknown = set(config) - set(ObjectiveConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown objective settings: {', '.join(sorted(unknown))}")
-        kwargs = dict(config)
-        if "critic_betas" in kwargs:
-            kwargs["critic_betas"] = tuple(kwargs["critic_betas"])
-        alpha, lam, divergence = kwargs.pop("alpha", 0.0), kwargs.pop("lam", 1.0), kwargs.pop("divergence", "mmd")
-        return cls(alpha, lam, divergence, latent_dim=latent_dim, **kwargs)
+        if not isinstance(config, ObjectiveConfig):
+            config = ObjectiveConfig.from_dict(config)
+        return cls(config, latent_dim=latent_dim)
 
-    # --------------------------------------------------------------- presets
+    # --------------------------------------------------------------- presets (those of ObjectiveConfig)
 
     @classmethod
-    def elbo(cls, **kwargs) -> "InfoVAELoss":
+    def elbo(cls, latent_dim: int | None = None, **settings: Any) -> "InfoVAELoss":
         """The negative ELBO: alpha = 0, lambda = 1 (no divergence term)."""
-        return cls(alpha=0.0, lam=1.0, divergence="none", **kwargs)
+        return cls(ObjectiveConfig.elbo(**settings), latent_dim=latent_dim)
 
     @classmethod
-    def beta_vae(cls, beta: float, **kwargs) -> "InfoVAELoss":
+    def beta_vae(cls, beta: float, latent_dim: int | None = None, **settings: Any) -> "InfoVAELoss":
         """beta-VAE (Higgins et al. 2017): alpha = 1 - beta, lambda = beta, so D has weight 0."""
-        beta = _finite_number("beta", beta)
-        if beta <= 0:
-            raise ValueError(f"beta must be positive, got {beta}")
-        return cls(alpha=1.0 - beta, lam=beta, divergence="none", **kwargs)
+        return cls(ObjectiveConfig.beta_vae(beta, **settings), latent_dim=latent_dim)
 
     @classmethod
-    def mmd_vae(cls, lam: float = 1000.0, alpha: float = 0.0, **kwargs) -> "InfoVAELoss":
+    def mmd_vae(cls, lam: float = 1000.0, alpha: float = 0.0, latent_dim: int | None = None, **settings: Any) -> "InfoVAELoss":
         """MMD-VAE: lambda = 1000 and alpha = 0 (Figs. 2-5); use alpha = 1 for PixelCNN decoders (Fig. 6)."""
-        return cls(alpha=alpha, lam=lam, divergence="mmd", **kwargs)
+        return cls(ObjectiveConfig.mmd_vae(lam, alpha, **settings), latent_dim=latent_dim)
 
     @classmethod
-    def stein_vae(cls, lam: float = 1000.0, alpha: float = 1.0, **kwargs) -> "InfoVAELoss":
+    def stein_vae(cls, lam: float = 1000.0, alpha: float = 1.0, latent_dim: int | None = None, **settings: Any) -> "InfoVAELoss":
         """Stein-VAE (Fig. 6, Table 1): Stein variational gradient, lambda = 1000, alpha = 1."""
-        return cls(alpha=alpha, lam=lam, divergence="stein", **kwargs)
+        return cls(ObjectiveConfig.stein_vae(lam, alpha, **settings), latent_dim=latent_dim)
 
     @classmethod
-    def adversarial(cls, lam: float = 1.0, alpha: float = 1.0, divergence: str = "js", **kwargs) -> "InfoVAELoss":
+    def adversarial(cls, lam: float = 1.0, alpha: float = 1.0, divergence: str = "js", latent_dim: int | None = None,
+                    **settings: Any) -> "InfoVAELoss":
         """Adversarial autoencoder: alpha = 1, lambda = 1, Jensen-Shannon (or ``"wgan-gp"``)."""
-        if divergence not in ADVERSARIAL:
-            raise ValueError(f"an adversarial divergence is one of {', '.join(ADVERSARIAL)}, got {divergence!r}")
-        return cls(alpha=alpha, lam=lam, divergence=divergence, **kwargs)
+        return cls(ObjectiveConfig.adversarial(lam, alpha, divergence, **settings), latent_dim=latent_dim)
 
     @classmethod
-    def autoencoder(cls, **kwargs) -> "InfoVAELoss":
+    def autoencoder(cls, latent_dim: int | None = None, **settings: Any) -> "InfoVAELoss":
         """Plain (unregularised) autoencoder: reconstruction only (alpha = 1, no divergence)."""
-        return cls(alpha=1.0, lam=1.0, divergence="none", **kwargs)
+        return cls(ObjectiveConfig.autoencoder(**settings), latent_dim=latent_dim)
 
     @classmethod
-    def authors_weighting(cls, objective: str, latent_dim: int, num_pixels: int = 784, **kwargs) -> "InfoVAELoss":
-        """The per-pixel loss of the authors' PixelCNN code, on this module's nats-per-image scale.
-
-        Their TensorFlow code (ShengjiaZhao/PixelCNN, ``models.py``) averages the reconstruction
-        over the ``num_pixels`` pixels and the Gaussian KL over the ``latent_dim`` dimensions.
-        Multiplied by ``num_pixels`` (which leaves the optimum unchanged) that is:
-
-        * ``"elbo"``: -log p(x|z) + (num_pixels / latent_dim) KL(q(z|x)||p(z)), a beta-VAE with
-          beta = num_pixels / latent_dim (156.8 for MNIST at latent_dim = 5);
-        * ``"mmd"``: -log p(x|z) + num_pixels MMD(q(z), p(z)), MMD-VAE with alpha = 1 and
-          lambda = num_pixels (784 for MNIST, against the paper's stated 1000).
-
-        ``loss / num_pixels`` equals their per-pixel loss (book chapter 8; tested).
-        """
-        if objective not in ("elbo", "mmd"):
-            raise ValueError(f"the authors' weighting is defined for 'elbo' and 'mmd', got {objective!r}")
-        for name, value in (("latent_dim", latent_dim), ("num_pixels", num_pixels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if objective == "elbo":
-            return cls.beta_vae(num_pixels / latent_dim, **kwargs)
-        return cls.mmd_vae(lam=float(num_pixels), alpha=1.0, **kwargs)
+    def authors_weighting(cls, objective: str, latent_dim: int, num_pixels: int = 784, **settings: Any) -> "InfoVAELoss":
+        """The per-pixel loss of the authors' PixelCNN code (``ObjectiveConfig.authors_weighting``)."""
+        return cls(ObjectiveConfig.authors_weighting(objective, latent_dim, num_pixels, **settings))
 
     @classmethod
-    def preset(cls, name: str, **kwargs) -> "InfoVAELoss":
-        """A preset by name: one of ``PRESETS`` (``"elbo"``, ``"beta-vae"``, ...)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return getattr(cls, PRESETS[name])(**kwargs)
+    def preset(cls, name: str, latent_dim: int | None = None, **settings: Any) -> "InfoVAELoss":
+        """A preset by name: one of ``OBJECTIVES`` (``"elbo"``, ``"beta-vae"``, ...)."""
+        return cls(ObjectiveConfig.preset(name, **settings), latent_dim=latent_dim)
 
     # --------------------------------------------------------------- adversarial network
 
@@ -366,7 +446,9 @@ class InfoVAELoss(nn.Module):
 
     def _build_critic(self, dim: int, device, dtype) -> JSDiscriminator | WGANCritic:
         cls: type[JSDiscriminator] | type[WGANCritic] = JSDiscriminator if self.divergence == "js" else WGANCritic
-        critic = cls(dim, device=device, dtype=dtype, **self._critic_kwargs)
+        c = self.config
+        extra = {"gp_weight": c.gp_weight} if self.divergence == "wgan-gp" else {}
+        critic = cls(dim, c.critic_hidden, c.critic_lr, c.critic_betas, device=device, dtype=dtype, **extra)
         self.critic = critic
         return critic
 
@@ -450,11 +532,16 @@ class InfoVAELoss(nn.Module):
         return f"alpha={self.alpha:g}, lam={self.lam:g}, divergence={self.divergence!r}"
 
 
-PRESETS: dict[str, str] = {
-    "elbo": "elbo",
-    "beta-vae": "beta_vae",
-    "mmd-vae": "mmd_vae",
-    "stein-vae": "stein_vae",
-    "adversarial": "adversarial",
-    "autoencoder": "autoencoder",
+# The one registry from names to objectives: each name's constructor of an ObjectiveConfig (its
+# parameters are what the name takes). The CLI, the experiments and InfoVAELoss.preset use it.
+OBJECTIVES: dict[str, Callable[..., ObjectiveConfig]] = {
+    "elbo": ObjectiveConfig.elbo,
+    "beta-vae": ObjectiveConfig.beta_vae,
+    "mmd-vae": ObjectiveConfig.mmd_vae,
+    "stein-vae": ObjectiveConfig.stein_vae,
+    "adversarial": ObjectiveConfig.adversarial,
+    "autoencoder": ObjectiveConfig.autoencoder,
+    "elbo-authors": ObjectiveConfig.authors_elbo,
 }
+# The presets by name, as before (name -> the InfoVAELoss classmethod): the registry's names.
+PRESETS: dict[str, str] = {name: OBJECTIVES[name].__name__ for name in OBJECTIVES if name != "elbo-authors"}

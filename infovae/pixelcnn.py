@@ -182,6 +182,8 @@ class PixelCNNDecoder(nn.Module):
         (torch.Size([3]), torch.Size([3, 1, 4, 4]))
     """
 
+    mixed_precision = True  # its body runs in infovae.precision.network_region (bf16 training)
+
     def __init__(self, config: PixelCNNConfig):
         super().__init__()
         self.config = config

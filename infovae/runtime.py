@@ -77,30 +77,30 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _validated_device(name: str) -> torch.device:
+def _validated_device(name: str, what: str = "INFOVAE_DEVICE", fix: str = _FIX) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
         raise ValueError(
-            f"INFOVAE_DEVICE={name!r} is not a torch device name "
-            f"(expected e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'); {_FIX}"
+            f"{what}={name!r} is not a torch device name "
+            f"(expected e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'); {fix}"
         ) from err
     kind, index = device.type, device.index
     if kind == "meta":
         raise ValueError(
-            f"INFOVAE_DEVICE={name!r}: the meta device holds shapes but no data, so nothing can be "
-            f"trained or measured on it; {_FIX}"
+            f"{what}={name!r}: the meta device holds shapes but no data, so nothing can be "
+            f"trained or measured on it; {fix}"
         )
     if kind == "cpu":
         if index not in (None, 0):
             raise ValueError(
-                f"INFOVAE_DEVICE={name!r}: torch has one CPU device, 'cpu' (index 0); set it to 'cpu' "
+                f"{what}={name!r}: torch has one CPU device, 'cpu' (index 0); set it to 'cpu' "
                 "(torch.set_num_threads chooses how many cores it uses)"
             )
         return device
     if kind not in ("cuda", "mps", "xpu"):
         raise ValueError(
-            f"INFOVAE_DEVICE={name!r}: the package runs on 'cpu', 'cuda', 'mps' or 'xpu', not {kind!r}; {_FIX}"
+            f"{what}={name!r}: the package runs on 'cpu', 'cuda', 'mps' or 'xpu', not {kind!r}; {fix}"
         )
     count = _device_count(kind)
     if count == 0:
@@ -112,13 +112,36 @@ def _validated_device(name: str) -> torch.device:
             "mps": "MPS needs Apple silicon and a torch built with MPS",
             "xpu": "no Intel GPU is visible to this torch",
         }[kind]
-        raise ValueError(f"INFOVAE_DEVICE={name!r} but {kind.upper()} is not available here ({hint}); {_FIX}")
+        raise ValueError(f"{what}={name!r} but {kind.upper()} is not available here ({hint}); {fix}")
     if index is not None and index >= count:
         raise ValueError(
-            f"INFOVAE_DEVICE={name!r} but only {count} {kind.upper()} device(s) exist here "
-            f"(indices 0 to {count - 1}); set it to one of those, e.g. '{kind}:0', or {_FIX}"
+            f"{what}={name!r} but only {count} {kind.upper()} device(s) exist here "
+            f"(indices 0 to {count - 1}); set it to one of those, e.g. '{kind}:0', or {fix}"
         )
     return device
+
+
+def resolve_device(device: torch.device | str | None, what: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists here (``None``: ``get_device()``), or a clear error.
+
+    Raises:
+        ValueError: not a device name, the meta device, or a device this machine or this
+            torch build does not have (a CUDA device on a CPU-only torch, say), with the fix.
+
+    Example:
+        >>> from infovae.runtime import resolve_device
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device='tpu' is not a torch device name (expected e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'); pass device='cpu', or None for the fastest available device
+    """
+    if device is None:
+        return get_device()
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{what} must be a torch.device, a device name such as 'cpu' or 'cuda', or None; got {device!r}")
+    return _validated_device(str(device), what, f"pass {what}='cpu', or None for the fastest available device")
 
 
 def get_profile() -> str:

@@ -28,12 +28,15 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
+
+from . import validation
 
 
 def _shape(t: torch.Size) -> tuple[int, ...]:
@@ -150,8 +153,7 @@ class GaussianPrior(nn.Module):
         scale: torch.Tensor | float = 1.0,
     ):
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        validation.integer("latent_dim", latent_dim, minimum=1)
         loc_t = torch.as_tensor(loc, dtype=torch.get_default_dtype()).expand(latent_dim).clone()
         scale_t = torch.as_tensor(scale, dtype=torch.get_default_dtype()).expand(latent_dim).clone()
         if not bool(torch.isfinite(loc_t).all()) or not bool((scale_t > 0).all()) or not bool(torch.isfinite(scale_t).all()):
@@ -267,9 +269,7 @@ def _declared_dim(module: nn.Module) -> int | None:
     if dim is None:
         found = {getattr(m, "latent_dim") for m in module.modules() if isinstance(getattr(m, "latent_dim", None), int)}
         dim = found.pop() if len(found) == 1 else None
-    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
-        raise ValueError(f"{type(module).__name__}.latent_dim must be a positive integer, got {dim!r}")
-    return dim
+    return None if dim is None else validation.integer(f"{type(module).__name__}.latent_dim", dim, minimum=1)
 
 
 class VAE(nn.Module):
@@ -313,8 +313,8 @@ class VAE(nn.Module):
             raise TypeError(
                 f"encoder and decoder must be nn.Modules, got {type(encoder).__name__} and {type(decoder).__name__}"
             )
-        if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1):
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        if latent_dim is not None:
+            validation.integer("latent_dim", latent_dim, minimum=1)
         prior_module = as_prior_module(prior, 1) if prior is not None else None
         claims = {
             "latent_dim": latent_dim,
@@ -334,6 +334,31 @@ class VAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior_module if prior_module is not None else GaussianPrior(self.latent_dim)
+        # how infovae.networks.build_vae made it (plain values; None for the caller's own modules):
+        # stored in training checkpoints, so that VAE.from_checkpoint / infovae.load rebuild it
+        self.spec: dict[str, Any] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str | None = "cpu") -> "VAE":
+        """The model of a training checkpoint, rebuilt from its spec and loaded (``infovae.load``).
+
+        Example:
+            >>> import tempfile, torch
+            >>> from pathlib import Path
+            >>> import infovae as iv
+            >>> x = torch.tensor([[-1.0], [1.0]]).repeat(8, 1)
+            >>> config = iv.TrainConfig(iterations=2, batch_size=8, progress=False)
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     trainer = iv.Trainer(iv.build_vae("toy", 1), iv.InfoVAELoss.elbo(), x, config, device="cpu")
+            ...     _ = trainer.run()
+            ...     _ = trainer.save(Path(folder) / "run.pt")
+            ...     model = iv.VAE.from_checkpoint(Path(folder) / "run.pt")
+            >>> model.spec["architecture"], torch.equal(model.prior.loc, trainer.model.prior.loc)
+            ('toy', True)
+        """
+        from .train.checkpoint import load_model
+
+        return load_model(path, device)
 
     @property
     def device(self) -> torch.device:
@@ -362,8 +387,7 @@ class VAE(nn.Module):
     @torch.inference_mode()
     def sample(self, n: int, mean: bool = False) -> torch.Tensor:
         """``n`` ancestral samples x ~ p(x|z), z ~ p(z) (the decoder's mean if ``mean``)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        validation.integer("n", n, minimum=1)
         z = self.prior().sample((n,))
         px = self.decode(z)
         return px.mean if mean else px.sample()

@@ -124,18 +124,53 @@ def test_the_trainer_never_touches_the_global_random_state():
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("wrap", [TensorDataset, lambda x: DataLoader(TensorDataset(x), batch_size=10)])
-def test_datasets_and_loaders_train_like_the_tensor_and_resume_exactly(wrap, tmp_path):
+def test_a_dataset_trains_like_the_tensor_and_resumes_exactly(tmp_path):
     x = data()
     reference = make(x=x)
     reference.run()
-    first = make(tmp_path, x=wrap(x), iterations=3)
+    first = make(tmp_path, x=TensorDataset(x), iterations=3)
     first.run()
-    second = make(tmp_path, x=wrap(x))
+    second = make(tmp_path, x=TensorDataset(x))
     second.resume()
     second.run()
     for a, b in zip(reference.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_dataloader_is_honoured_batch_size_collate_and_sampler():
+    """The loader's own batches (7 examples, through its collate_fn, in its sampler's order) are what
+    the model sees, not the config's batch_size of 10 from the trainer's shuffle."""
+    x, seen = data(), []
+    flipped = lambda items: 1.0 - torch.stack([item[0] for item in items])  # noqa: E731
+
+    class Recorder(Enc):
+        def forward(self, batch):
+            seen.append(batch.detach().clone())
+            return super().forward(batch)
+
+    order = [3, 1, 4, 15, 9, 2, 6, 5, 35, 8, 7, 9, 32, 38]
+    loader = DataLoader(TensorDataset(x), batch_size=7, sampler=order, collate_fn=flipped)
+    trainer = Trainer(iv.VAE(Recorder(), Dec()), iv.InfoVAELoss.mmd_vae(lam=10.0), loader,
+                      TrainConfig(iterations=3, batch_size=10, progress=False, log_every=1), device="cpu")
+    trainer.run()
+    expected = [1.0 - x[order[:7]], 1.0 - x[order[7:]], 1.0 - x[order[:7]]]  # a new pass after two batches
+    assert len(seen) == 3 and all(torch.equal(a, b) for a, b in zip(seen, expected))
+
+
+def test_an_unshuffled_dataloader_resumes_exactly_and_a_shuffling_one_says_it_cannot(tmp_path):
+    x = data()
+    loader = lambda shuffle=False: DataLoader(TensorDataset(x), batch_size=8, shuffle=shuffle)  # noqa: E731
+    reference = make(x=loader(), iterations=7)
+    reference.run()
+    first = make(tmp_path, x=loader(), iterations=3)  # stops mid-pass (5 batches per pass)
+    first.run()
+    second = make(tmp_path, x=loader(), iterations=7)
+    second.resume()
+    second.run()
+    for a, b in zip(reference.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.warns(UserWarning, match="shuffling DataLoader.*not bit-for-bit"):
+        make(tmp_path, x=loader(shuffle=True), iterations=9).resume()
 
 
 def test_any_garbage_file_is_not_an_infovae_checkpoint(tmp_path):

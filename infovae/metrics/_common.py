@@ -32,19 +32,19 @@ def check_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return x
 
 
-def check_model(model: nn.Module, x: torch.Tensor) -> None:
-    """``model`` is a VAE-like module (``encode``, ``decode``, ``prior``) on the device of ``x``."""
+def check_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model`` is a VAE-like module (``encode``, ``decode``, ``prior``) and ``x`` a batch; returns
+    ``x`` on the model's device (the one device policy of the package: inputs follow the model,
+    as in ``infovae.train.evaluate``)."""
     missing = [name for name in ("encode", "decode", "prior") if not callable(getattr(model, name, None))]
     if missing:
         raise TypeError(f"model must be an infovae.VAE-like module; it has no {', '.join(missing)}")
     check_images(x)
     for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.device != x.device:
-            raise ValueError(
-                f"the model is on {tensor.device} but x is on {x.device}; move one of them "
-                "(e.g. x.to(model.device))"
-            )
-        break
+        if tensor.device.type == "meta":
+            raise ValueError("the model is on the meta device (shapes without data): load or move it to a real device")
+        return x.to(tensor.device)
+    return x
 
 
 @contextlib.contextmanager

@@ -16,10 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 from torch import nn
 
 from ._common import check_count, check_images, evaluating
@@ -194,6 +190,11 @@ def semi_supervised_error(
         raise ValueError(f"num_labels={num_labels} exceeds the {len(x)} labelled features")
     if not gammas or not Cs or any(not (g > 0 and math.isfinite(g)) for g in (*gammas, *Cs)):
         raise ValueError(f"gammas and Cs must be non-empty sequences of positive numbers, got {list(gammas)}, {list(Cs)}")
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold  # imported here: scikit-learn takes ~1 s
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
     grid = {"svc__gamma": [g / x.shape[1] for g in gammas], "svc__C": list(Cs)}
     rng = np.random.default_rng(seed)
     errors, params = [], []

@@ -155,8 +155,9 @@ def _log_weights(
 def _check(
     model: VAE, x: torch.Tensor, num_samples: int, proposal: str, chunk_size: int, name: str = "num_samples",
     precision: str = "fp32",
-) -> None:
-    check_model(model, x)
+) -> torch.Tensor:
+    """The checks of the estimators' arguments; returns ``x`` on the model's device."""
+    x = check_model(model, x)
     resolve_precision(precision, x.device)  # names an unknown or emulated precision
     check_count(name, num_samples)
     if num_samples > MAX_SAMPLES:
@@ -164,6 +165,7 @@ def _check(
     check_count("chunk_size", chunk_size)
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
+    return x
 
 
 @torch.inference_mode()
@@ -213,7 +215,7 @@ def log_likelihood_with_error(
         >>> out.estimate.shape, bool((out.stderr > 0).all())
         (torch.Size([3]), True)
     """
-    _check(model, x, num_samples, proposal, chunk_size, precision=precision)
+    x = _check(model, x, num_samples, proposal, chunk_size, precision=precision)
     log_k = math.log(num_samples)
     unbiased = num_samples / (num_samples - 1) if num_samples > 1 else math.nan
     estimates, stderrs = [], []
@@ -337,7 +339,7 @@ def posterior_samples(
         (torch.Size([5, 3, 2]), torch.Size([50, 3]), True)
     """
     check_count("num_samples", num_samples)
-    _check(model, x, num_proposals, proposal, chunk_size, "num_proposals")
+    x = _check(model, x, num_proposals, proposal, chunk_size, "num_proposals")
     proposals, log_weights = [], []
     with evaluating(model):
         for xb in _image_batches(x, num_proposals, chunk_size):

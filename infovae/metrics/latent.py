@@ -106,7 +106,7 @@ def encode_codes(
         >>> encode_codes(model, x).shape, encode_codes(model, x, sample=False).shape
         (torch.Size([10, 2]), torch.Size([10, 2]))
     """
-    check_model(model, x)
+    x = check_model(model, x)
     check_count("batch_size", batch_size)
     with evaluating(model):
         qs = [model.encode(xb) for xb in x.split(batch_size)]
@@ -220,7 +220,7 @@ def mutual_information(
         >>> isinstance(mi, float), mi <= math.log(len(x))
         (True, True)
     """
-    check_model(model, x)
+    x = check_model(model, x)
     check_count("num_samples", num_samples)
     check_count("batch_size", batch_size)
     with evaluating(model):
@@ -261,7 +261,7 @@ def shuffled_code_gap(model: VAE, x: torch.Tensor, *, batch_size: int = 1000) ->
         >>> type(gap)
         <class 'float'>
     """
-    check_model(model, x)
+    x = check_model(model, x)
     check_count("batch_size", batch_size)
     if x.shape[0] < 2:
         raise ValueError(f"shuffling codes needs at least 2 images, got {x.shape[0]}")
@@ -312,7 +312,7 @@ def active_units(
         raise TypeError(f"threshold must be a number, got {threshold!r}")
     if not threshold >= 0:
         raise ValueError(f"threshold must be non-negative, got {threshold}")
-    check_model(model, x)
+    x = check_model(model, x)
     if x.shape[0] < 2:
         raise ValueError(f"a variance over images needs at least 2 images, got {x.shape[0]}")
     variances = encode_codes(model, x, sample=False, batch_size=batch_size).var(0)

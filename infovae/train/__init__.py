@@ -4,14 +4,16 @@ Three modules, imported in this order (each only from the ones before it):
 
 * ``config``: ``TrainConfig`` (how to train) and the registries ``OPTIMIZERS`` and
   ``SCHEDULERS`` of ``torch.optim`` by name;
-* ``checkpoint``: atomic, weights-only checkpoint files (``save_checkpoint``, ``load_checkpoint``);
+* ``checkpoint``: atomic, weights-only checkpoint files (``save_checkpoint``, ``load_checkpoint``),
+  a model's weights under their plain names (``plain_weights``, ``load_weights``: compiled or not)
+  and a trained model rebuilt from its checkpoint (``load_model``, i.e. ``infovae.load``);
 * ``evaluation``: ``evaluate``, the loss averaged over a data set;
 * ``loop``: the ``Trainer`` (minibatches, the guards against non-finite values, exact resume).
 
 Every name is re-exported here: ``from infovae.train import Trainer, TrainConfig, evaluate``.
 """
 
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_model, load_weights, plain_weights, save_checkpoint
 from .config import CLIPPING, OPTIMIZERS, RESUME_KEYS, SCHEDULERS, TrainConfig, make_optimizer, make_scheduler
 from .evaluation import evaluate
 from .loop import EvalHook, History, NonFiniteLossError, Trainer
@@ -29,7 +31,10 @@ __all__ = [
     "Trainer",
     "evaluate",
     "load_checkpoint",
+    "load_model",
+    "load_weights",
     "make_optimizer",
     "make_scheduler",
+    "plain_weights",
     "save_checkpoint",
 ]

@@ -14,9 +14,18 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
+from torch import nn
+
+from ..runtime import resolve_device
+
+if TYPE_CHECKING:
+    from ..vae import VAE
 
 CHECKPOINT_FORMAT = 1
+COMPILED_PREFIX = "_orig_mod."  # what torch.compile puts before every parameter name
 
 
 def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
@@ -70,7 +79,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError,
-            IndexError, TypeError, OverflowError, UnicodeDecodeError, MemoryError) as err:
+            IndexError, TypeError, OverflowError, UnicodeDecodeError, MemoryError, OSError) as err:  # OSError: truncated
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in reason or "Weights only load failed" in reason:
             reason = "it holds objects other than tensors and plain values"
@@ -81,4 +90,85 @@ def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | 
 
 
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+def plain_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` under the names of the plain module, also for a ``torch.compile``'d one.
+
+    Example:
+        >>> import torch
+        >>> from infovae.train.checkpoint import plain_weights
+        >>> sorted(plain_weights(torch.nn.Linear(2, 1)))
+        ['bias', 'weight']
+    """
+    return {_plain_name(name): value for name, value in module.state_dict().items()}
+
+
+def _plain_name(name: str) -> str:
+    return name[len(COMPILED_PREFIX):] if name.startswith(COMPILED_PREFIX) else name
+
+
+def load_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], source: object = "the checkpoint") -> None:
+    """Load ``weights`` into ``module``, compiled (``torch.compile``) or plain, whichever wrote them.
+
+    Raises:
+        ValueError: the weights are those of another model (other sizes or layers), named
+            with the first mismatches and the fix.
+
+    Example:
+        >>> import torch
+        >>> from infovae.train.checkpoint import load_weights
+        >>> load_weights(torch.nn.Linear(2, 1), {"_orig_mod.weight": torch.ones(1, 2), "_orig_mod.bias": torch.zeros(1)})
+        >>> load_weights(torch.nn.Linear(3, 1), {"weight": torch.ones(1, 2), "bias": torch.zeros(1)})
+        Traceback (most recent call last):
+        ...
+        ValueError: the checkpoint holds the weights of another model (weight: checkpoint [1, 2], model [1, 3]); build the model as it was built for training (the same sizes, latent_dim and layers)
+    """
+    target = getattr(module, "_orig_mod", module)  # a compiled module loads into its original
+    weights = {_plain_name(k): v for k, v in weights.items()}
+    own = target.state_dict()
+    problems = [f"{k}: checkpoint {list(v.shape)}, model {list(own[k].shape)}"
+                for k, v in weights.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    problems += [f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"] if missing else []
+    problems += [f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"] if unexpected else []
+    if problems:
+        raise ValueError(f"{source} holds the weights of another model ({'; '.join(problems[:4])}); build the model "
+                         "as it was built for training (the same sizes, latent_dim and layers)")
+    target.load_state_dict(weights)
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str | None = "cpu") -> "VAE":
+    """The trained model of a checkpoint, rebuilt from the spec it stores and loaded, in eval mode.
+
+    Works for the models of ``infovae.networks.build_vae`` (their ``model.spec`` is in every
+    checkpoint the ``Trainer`` writes); ``infovae.load`` and ``VAE.from_checkpoint`` are this.
+
+    Raises:
+        ValueError: not a checkpoint, or one of a model of the caller's own modules (which
+            only the caller can rebuild: the message says how to load its weights).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> import infovae as iv
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_checkpoint({"format": CHECKPOINT_FORMAT, "model_spec": iv.build_vae("mlp", 3).spec,
+        ...                             "model": iv.build_vae("mlp", 3).state_dict()}, Path(folder) / "m.pt")
+        ...     iv.load(path).latent_dim
+        3
+    """
+    from ..networks import build_from_spec
+
+    state = load_checkpoint(path, map_location="cpu")
+    spec = state.get("model_spec")
+    if spec is None:
+        raise ValueError(
+            f"{path} does not say how its model was built (a VAE of your own encoder and decoder, or a checkpoint "
+            "written before models carried their spec): build the model as for training, then "
+            "infovae.train.load_weights(model, infovae.train.load_checkpoint(path)['model'])"
+        )
+    model = build_from_spec(spec)
+    load_weights(model, state["model"], path)
+    return model.to(resolve_device(device)).eval()
+
+
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "load_model", "load_weights", "plain_weights", "save_checkpoint"]

@@ -3,8 +3,10 @@
 ``Trainer(model, loss_fn, data, config).run()`` minimises ``loss_fn(model, x).loss`` by
 minibatch stochastic gradient descent:
 
-* each step draws the next minibatch of a seeded shuffle of ``data`` (a tensor, a map-style
-  ``Dataset`` or a ``DataLoader`` over one; a new shuffle every epoch) and, with
+* each step draws the next minibatch: of a seeded shuffle of ``data`` when it is a tensor or a
+  map-style ``Dataset`` (batches of ``config.batch_size``, a new shuffle every epoch), or the
+  next batch of a ``DataLoader``, whose own batch size, sampler, collate function and workers
+  are used as they are; with
   ``binarize="stochastic"`` (MNIST), binarizes it afresh (dynamic binarization, ``infovae.data``);
 * the model's gradient is computed; for adversarial divergences the critic is then trained
   one step on the detached codes (``loss_fn.auxiliary_step``, its own optimiser), before
@@ -43,20 +45,21 @@ import contextlib
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler, default_collate
 from tqdm.auto import tqdm
 
 from .. import validation
 from ..data import binarize_images
 from ..precision import autocast_networks, resolve_precision
-from ..runtime import get_device
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from ..runtime import resolve_device
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_weights, plain_weights, save_checkpoint
 from .config import RESUME_KEYS, TrainConfig, make_optimizer, make_scheduler
 
 EvalHook = Callable[["Trainer"], Mapping[str, float]]
@@ -124,13 +127,23 @@ def _auxiliary_optimizers(loss_fn: object) -> list[torch.optim.Optimizer]:
 
 
 
-def _first_tensor(item: object) -> torch.Tensor:
-    """The example of a dataset item: the item itself, or the first element of ``(x, y, ...)``."""
+def _first_tensor(item: object, what: str = "dataset items") -> torch.Tensor:
+    """The examples of a dataset item or batch: the tensor itself, or the first element of ``(x, y, ...)``."""
     if isinstance(item, (tuple, list)) and item:
         item = item[0]
     if not isinstance(item, torch.Tensor):
-        raise TypeError(f"dataset items must be tensors or (tensor, ...) tuples, got {type(item).__name__}")
+        raise TypeError(f"{what} must be tensors or (tensor, ...) tuples, got {type(item).__name__}")
     return item
+
+
+def _uses_network_region(module: nn.Module) -> bool:
+    """Whether ``module`` (or a submodule) runs its body in ``infovae.precision.network_region``."""
+    return any(getattr(m, "mixed_precision", False) for m in module.modules())
+
+
+def _latent_dim(model: nn.Module) -> int | None:
+    dim = getattr(getattr(model, "_orig_mod", model), "latent_dim", None)
+    return dim if isinstance(dim, int) else None
 
 
 def _finite_tensors(tensors: Sequence[torch.Tensor]) -> bool:
@@ -190,13 +203,18 @@ class Trainer:
             raise TypeError(f"model must be an nn.Module (e.g. infovae.VAE), got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(model, x), got {type(loss_fn).__name__}")
-        self.device = torch.device(device) if device is not None else get_device()
+        self.device = resolve_device(device)
+        self.loader = data if isinstance(data, DataLoader) else None
         self.data, self._n = self._source(data)
-        if self._n < config.batch_size:
+        if self.loader is None and self._n < config.batch_size:
             raise ValueError(f"batch_size {config.batch_size} exceeds the {self._n} training examples")
         self.meta = dict(meta or {})
         validation.plain("meta", self.meta)
-        self.precision = resolve_precision(config.precision, self.device)  # "fp32" or "bf16"
+        self.precision = self._precision(model, config.precision)  # "fp32" or "bf16"
+        self._dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if isinstance(self.data, torch.Tensor) and self._dtype is not None and self.data.dtype != self._dtype:
+            raise TypeError(f"the data are {self.data.dtype} but the model's parameters are {self._dtype}: convert one "
+                            f"of them (data.to({self._dtype}) or model.to({self.data.dtype}))")
         self.model = model.to(self.device)
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
         self.hooks = list(hooks)
@@ -214,12 +232,35 @@ class Trainer:
         self.last_checkpoint: tuple[Path, int] | None = None
         self._order = torch.randperm(self._n, generator=self.order_generator)
         self._cursor = 0
+        self._batches: Iterator | None = None  # the DataLoader's iterator in the current pass
+        self._loader_position = 0  # batches drawn from it in the current pass
         self._pending: dict[str, list[float]] = {}  # name -> [sum, count] since the last log
+
+    def _precision(self, model: nn.Module, precision: str) -> str:
+        """The precision resolved for the device; bf16 only where the networks can take it."""
+        resolved = resolve_precision(precision, self.device)
+        if resolved == "bf16" and not _uses_network_region(model):
+            if precision == "bf16":
+                raise ValueError(
+                    "precision='bf16' autocasts the networks' bodies inside infovae.precision.network_region, which "
+                    f"the networks of this {type(model).__name__} do not use, so they would run in float32: use "
+                    "precision='fp32', or run your encoder's and decoder's bodies in "
+                    "`with infovae.precision.network_region(x.device):`, return float32 distributions and set the "
+                    "class attribute mixed_precision = True"
+                )
+            warnings.warn("precision='auto' runs in fp32: the model's networks do not use infovae.precision."
+                          "network_region (see TrainConfig.precision)", stacklevel=3)
+            return "fp32"
+        return resolved
 
     def _source(self, data: object) -> tuple[torch.Tensor | Dataset, int]:
         """The training set (a tensor on the device, or a map-style dataset) and its size."""
         if isinstance(data, DataLoader):
-            data = data.dataset
+            if len(data) == 0:  # type: ignore[arg-type]
+                raise ValueError("the DataLoader yields no batches (an empty dataset, or drop_last with fewer "
+                                 "examples than its batch_size)")
+            size = len(data.dataset) if hasattr(data.dataset, "__len__") else len(data)  # type: ignore[arg-type]
+            return data.dataset, size
         if isinstance(data, torch.Tensor):
             if data.dim() < 2 or len(data) == 0:
                 raise ValueError(f"data must be a tensor [N, ...] of training examples, got shape {tuple(data.shape)}")
@@ -261,7 +302,9 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def next_batch(self) -> torch.Tensor:
-        """The next minibatch of the seeded shuffle, binarized afresh."""
+        """The next minibatch (of the seeded shuffle, or of the DataLoader), binarized afresh."""
+        if self.loader is not None:
+            return self._loader_batch()
         n, b = self._n, self.config.batch_size
         if self._cursor + b > n:  # a new epoch (an incomplete last batch is dropped)
             self._order = torch.randperm(n, generator=self.order_generator)
@@ -271,37 +314,68 @@ class Trainer:
         if isinstance(self.data, torch.Tensor):
             x = self.data[idx.to(self.device)]
         else:
-            x = torch.stack([_first_tensor(self.data[int(i)]) for i in idx]).to(self.device)
-            if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
-                raise ValueError("a batch of the dataset is not finite floating point data")
-            self._check_range(x)
+            batch = default_collate([self.data[int(i)] for i in idx])  # type: ignore[index]
+            x = self._checked_batch(_first_tensor(batch))
         if self.config.binarize is not None:
             x = binarize_images(x, self.config.binarize, self.binarize_generator)
+        return x
+
+    def _loader_batch(self) -> torch.Tensor:
+        """The DataLoader's next batch (a new pass when it is exhausted), checked and on the device."""
+        assert self.loader is not None
+        if self._batches is None:  # the first pass, or a resumed one: skip the batches drawn before
+            self._batches = iter(self.loader)
+            for _ in range(self._loader_position):
+                next(self._batches, None)
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self._batches, self._loader_position = iter(self.loader), 0
+            batch = next(self._batches)
+        self._loader_position += 1
+        x = self._checked_batch(_first_tensor(batch, "the DataLoader's batches"))
+        if self.config.binarize is not None:
+            x = binarize_images(x, self.config.binarize, self.binarize_generator)
+        return x
+
+    def _checked_batch(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if not x.is_floating_point() or not bool(torch.isfinite(x).all()):
+            raise ValueError(f"a batch of the data is not finite floating point data ({x.dtype})")
+        if x.dim() < 2:
+            raise ValueError(f"a batch of the data must be [B, ...], got shape {tuple(x.shape)}")
+        if self._dtype is not None and x.dtype != self._dtype:
+            raise TypeError(f"the data are {x.dtype} but the model's parameters are {self._dtype}: convert one of "
+                            f"them (in the dataset, or model.to({x.dtype}))")
+        self._check_range(x)
         return x
 
     def _forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
         """``loss_fn(model, x)``; a failure on non-finite values becomes NonFiniteLossError."""
         try:
             with autocast_networks(self.precision, self.device):
-                return self.loss_fn(self.model, x)
+                out = self.loss_fn(self.model, x)
         except ValueError as err:
             message = str(err)
             invalid = "Expected parameter" in message and re.search(r"\bnan\b|\binf\b", message)
             if invalid or not _finite_tensors([p.detach() for p in self.model.parameters()]):
-                self._stop(f"the forward pass met non-finite values ({message.splitlines()[0][:200]})")
+                self._stop(f"the forward pass met non-finite values ({_one_line(message)})")
             if "Expected value argument" in message and self.config.binarize is None:
                 raise ValueError(
                     f"{message}\n(TrainConfig.binarize is None, so the data are used as given: for grey-level "
                     "images in [0, 1] with a Bernoulli decoder pass binarize='stochastic')"
                 ) from err
             raise
+        return _as_output(out)
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step (and one critic step, if any); returns the step's quantities."""
         x = self.next_batch()
         with self._own_rng():
             out = self._forward(x)
-            terms = {"loss": out.loss, "reconstruction": out.reconstruction.mean()}
+            terms = {"loss": out.loss}
+            if out.reconstruction is not None:
+                terms["reconstruction"] = out.reconstruction.mean()
             if out.kl is not None:
                 terms["kl"] = out.kl.mean()
             if out.divergence is not None:
@@ -312,7 +386,7 @@ class Trainer:
                 self._stop(f"the {' and '.join(bad)} term became non-finite", values)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-            if getattr(self.loss_fn, "has_auxiliary", False):
+            if getattr(self.loss_fn, "has_auxiliary", False) and out.z is not None:
                 values.update(getattr(self.loss_fn, "auxiliary_step")(out.z.detach()))
         if self.config.clip == "value":
             nn.utils.clip_grad_value_(self.model.parameters(), self.config.clip_value)
@@ -351,8 +425,8 @@ class Trainer:
         Returns the history. A checkpoint is written at the end if ``config.checkpoint`` is set.
         """
         cfg = self.config
-        if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0):
-            raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
+        if iterations is not None:
+            validation.integer("iterations", iterations, minimum=0)
         end = cfg.iterations if iterations is None else self.step + iterations
         self.model.train()
         with tqdm(total=end, initial=self.step, disable=not cfg.progress, desc="training", leave=False) as bar:
@@ -371,6 +445,8 @@ class Trainer:
                     self.evaluate()
                 if cfg.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()
+        if self._pending and "loss" not in self.history:  # a run shorter than log_every logs what it has
+            self.history.log(self.step, {name: total / count for name, (total, count) in self._pending.items()})
         if cfg.checkpoint and (self.last_checkpoint is None or self.last_checkpoint[1] != self.step):
             self.save()
         return self.history
@@ -410,7 +486,8 @@ class Trainer:
             "objective": self._objective(),
             "data_size": self._n,
             "meta": self.meta,
-            "model": self.model.state_dict(),
+            "model_spec": getattr(getattr(self.model, "_orig_mod", self.model), "spec", None),
+            "model": plain_weights(self.model),
             "loss_fn": self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else {},
             "optimizer": self.optimizer.state_dict(),
             "auxiliary_optimizers": [opt.state_dict() for opt in _auxiliary_optimizers(self.loss_fn)],
@@ -418,6 +495,7 @@ class Trainer:
             "rng": rng,
             "order": self._order,
             "cursor": self._cursor,
+            "loader_position": self._loader_position,
             "pending": self._pending,
             "history": self.history.series,
         }
@@ -437,11 +515,19 @@ class Trainer:
             ]
         if "data_size" in state and state["data_size"] != self._n:
             found.append(f"data size: checkpoint {state['data_size']}, now {self._n}")
+        spec, stored_spec = getattr(getattr(self.model, "_orig_mod", self.model), "spec", None), state.get("model_spec")
+        if spec is not None and stored_spec is not None:
+            found += [f"model {k}: checkpoint {stored_spec.get(k)!r}, now {v!r}" for k, v in spec.items()
+                      if stored_spec.get(k) != v]
+        elif (dim := _latent_dim(self.model)) is not None and (stored_dim := _latent_dim_of(state)) not in (None, dim):
+            found.append(f"model latent_dim: checkpoint {stored_dim}, now {dim}")
         return found
 
     def load_state_dict(self, state: Mapping) -> None:
         """Restore a ``state_dict()`` (the model, loss and data must be built as before)."""
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"])
+        if state["auxiliary_optimizers"] and not _auxiliary_optimizers(self.loss_fn):
+            self._build_critic()
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.load_state_dict(state["loss_fn"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -464,8 +550,18 @@ class Trainer:
         self.step = int(state["step"])
         self._order = state["order"]
         self._cursor = int(state["cursor"])
+        self._batches, self._loader_position = None, int(state.get("loader_position", 0))
         self._pending = {k: list(v) for k, v in state["pending"].items()}
         self.history = History({k: [list(s), list(v)] for k, (s, v) in state["history"].items()})
+
+    def _build_critic(self) -> None:
+        """Build an adversarial loss's critic (its weights then come from the checkpoint), drawing
+        its initialisation from a discarded random stream so that nobody's random state moves."""
+        build, dim = getattr(self.loss_fn, "_get_critic", None), _latent_dim(self.model)
+        if not callable(build) or dim is None:
+            return
+        with torch.random.fork_rng(devices=[]):
+            build(torch.zeros(1, dim, device=self.device))
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write a checkpoint atomically (to ``config.checkpoint`` by default).
@@ -502,10 +598,58 @@ class Trainer:
                 + "; ".join(differences)
             )
         self.load_state_dict(state)
+        if self.loader is not None and not isinstance(self.loader.sampler, SequentialSampler):
+            warnings.warn(f"resuming from {path} with a shuffling DataLoader: the run continues at step {self.step}, "
+                          "but the loader's order is its own (not in the checkpoint), so the resumed run is not "
+                          "bit-for-bit the uninterrupted one; pass the tensor or Dataset itself (the trainer's seeded "
+                          "shuffle) or a loader with shuffle=False for an exact resume", stacklevel=2)
         self.last_checkpoint = (path, self.step)
         return self
 
 
+
+
+@dataclass
+class _Output:
+    """What the trainer reads from a loss: the loss and, where the loss gives them, its terms."""
+
+    loss: torch.Tensor
+    reconstruction: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    divergence: torch.Tensor | None = None
+    z: torch.Tensor | None = None
+
+
+def _as_output(out: object) -> _Output:
+    """``loss_fn``'s result: a scalar tensor (the loss) or an object with ``.loss`` (e.g. ``InfoVAEOutput``)."""
+    if isinstance(out, torch.Tensor):
+        loss = out
+    elif isinstance(getattr(out, "loss", None), torch.Tensor):
+        loss = getattr(out, "loss")
+    else:
+        raise TypeError(f"loss_fn(model, x) must return a scalar tensor or an object with a .loss tensor (such as "
+                        f"infovae.InfoVAEOutput), got {type(out).__name__}")
+    if loss.dim() != 0 or not loss.is_floating_point():
+        raise ValueError(f"the loss must be a floating point scalar (average over the batch), got shape "
+                         f"{tuple(loss.shape)} and dtype {loss.dtype}; e.g. return loss.mean()")
+    if loss is out:
+        return _Output(loss)
+    return _Output(loss, *(getattr(out, k, None) for k in ("reconstruction", "kl", "divergence", "z")))
+
+
+def _one_line(message: str, limit: int = 300) -> str:
+    """``message`` on one line (torch's validation errors span several), at most ``limit`` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _latent_dim_of(state: Mapping) -> int | None:
+    """The latent dimension of a checkpoint's model, read from its prior's or encoder head's weights."""
+    weights = state.get("model", {})
+    for name in ("prior.loc", "_orig_mod.prior.loc"):
+        if name in weights and weights[name].dim() == 1:
+            return int(weights[name].shape[0])
+    return None
 
 
 __all__ = ["EvalHook", "History", "NonFiniteLossError", "Trainer"]
