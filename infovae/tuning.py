@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import trange
 
+from . import validation
 from .divergences import kernel_stein_discrepancy
 from .vae import VAE
 from .objective import InfoVAELoss, InfoVAEOutput, prior_score
@@ -73,9 +74,7 @@ class LambdaSuggestion:
 
 
 def _positive_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return validation.integer(name, value, minimum=minimum)
 
 
 def _measure(model: VAE, loss_fn: InfoVAELoss, x: Tensor, repeats: int, divergence: str) -> tuple[Tensor, Tensor]:

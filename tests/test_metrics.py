@@ -509,9 +509,9 @@ def per_pixel_decoder(decoder: LinearDecoder) -> nn.Module:
 def test_bad_input_gives_clear_errors():
     model = linear_gaussian()
     x = data(model, 3)
-    with pytest.raises(ValueError, match="num_samples must be at least 1"):
+    with pytest.raises(ValueError, match="num_samples must be a positive integer, got 0"):
         log_likelihood(model, x, num_samples=0)
-    with pytest.raises(TypeError, match="num_samples must be an int"):
+    with pytest.raises(TypeError, match="num_samples must be a positive integer, got 10.0"):
         log_likelihood(model, x, num_samples=10.0)
     with pytest.raises(ValueError, match="empty"):
         log_likelihood(model, x[:0])

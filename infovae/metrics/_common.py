@@ -9,14 +9,12 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from .. import validation
+
 
 def check_count(name: str, value: int) -> int:
     """``value`` as a positive int, or a clear TypeError/ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
+    return validation.integer(name, value, minimum=1)
 
 
 def check_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
