@@ -280,6 +280,7 @@ class PixelCNNDecoder(nn.Module):
             v_in.append(z.new_zeros(batch, cin, height + layer.rows - 1, width + 2 * layer.side))
             h_in.append(z.new_zeros(batch, width + layer.cols - 1 + layer.shift, cin))  # channels last
             cond_v, cond_h = layer.conditioning(c_in)
+            assert layer.h_conv.bias is not None and layer.v_to_h.bias is not None
             bias_h = layer.h_conv.bias[:, None, None] + cond_h + layer.v_to_h.bias[:, None, None]  # row 0: nothing above
             from_above.append(bias_h[:, :, 0].expand(-1, -1, width).clone())
             weight = layer.h_conv.weight[:, :, 0, :].transpose(1, 2).flatten(1)  # [2C, cols * cin]

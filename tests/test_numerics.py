@@ -92,6 +92,23 @@ def preference_runs() -> dict[str, dict]:
     return runs
 
 
+def trajectory_runs() -> dict[str, dict]:
+    """A trajectory run of the beta sweep and one of the spatial control (``preference_trajectories``)."""
+    from infovae.experiments import preference_trajectories as pt
+
+    config = replace(pt.TrajectoryConfig.for_profile("quick"), layers=2, channels=4, encoder_hidden=16,
+                     pretrain_steps=2, batch_size=8, curve_every=3, min_epochs=1, max_epochs=1, window_epochs=1,
+                     num_info_images=16, num_elbo_images=8, spatial_maps=2, precision="fp32", train_images=24)
+    x_train = pt.training_images(config)
+    x_test = pt.load_test_images(config)
+    runs = {}
+    for run in (pt.Run(1.25, 2, "bias", 0), pt.Run(1.0, 2, "spatial", 1)):
+        model, history = pt.train_run(config, run, x_train, x_test, cache=False, progress=False)
+        losses = history["loss"][1][:3]
+        runs[f"trajectory-{run.key}"] = {"loss": [float(v) for v in losses], "kl": history["traj_kl"][1][:1], **_summary(model)}
+    return runs
+
+
 def classifier_runs() -> dict[str, dict]:
     """Three steps of the MNIST classifier of Fig. 6 C."""
     from infovae.classifier import train_classifier
@@ -105,7 +122,7 @@ def classifier_runs() -> dict[str, dict]:
 def all_runs(only: str | None = None) -> dict[str, dict]:
     """Every golden run, in float64 (default dtype and data), on the CPU."""
     import infovae.data
-    from infovae.experiments import pixelcnn_models
+    from infovae.experiments import pixelcnn_models, preference_trajectories
 
     load = infovae.data.load_mnist
 
@@ -117,11 +134,11 @@ def all_runs(only: str | None = None) -> dict[str, dict]:
     torch.set_default_dtype(torch.float64)
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(infovae.data, "load_mnist", load_float64)
-            mp.setattr(pixelcnn_models, "load_mnist", load_float64)
+            for module in (infovae.data, pixelcnn_models, preference_trajectories):  # every module that loads MNIST itself
+                mp.setattr(module, "load_mnist", load_float64)
             if only == "pixelcnn":
                 return pixelcnn_runs()
-            return {**pixelcnn_runs(), **dcgan_runs(), **preference_runs(), **classifier_runs()}
+            return {**pixelcnn_runs(), **dcgan_runs(), **preference_runs(), **trajectory_runs(), **classifier_runs()}
     finally:
         torch.set_default_dtype(previous)
 
@@ -160,10 +177,10 @@ def test_training_numerics_match_the_golden_file(golden, measured):
         want = expected.get(name)
         assert want is not None, f"{name} is not in the golden file: regenerate it"
         tol = RTOL
-        for key in ("loss", "sum", "sum_sq"):
+        for key in ("loss", "kl", "sum", "sum_sq"):
             if key not in want:
                 continue
-            a, b = (got[key], want[key]) if key == "loss" else ([got[key]], [want[key]])
+            a, b = (got[key], want[key]) if key in ("loss", "kl") else ([got[key]], [want[key]])
             if len(a) != len(b) or not all(math.isclose(x, y, rel_tol=tol, abs_tol=1e-6) for x, y in zip(a, b)):
                 bad.append(f"{name} {key}: now {a}, golden {b}")
         if got.get("count") != want.get("count"):
@@ -202,10 +219,9 @@ def test_cache_keys_of_the_book_models_are_pinned():
     ``tests/golden/cache-keys.json``: a change of a model's description (a renamed or added
     setting) would silently orphan hours of training, so it must be a decision, made here."""
     from infovae.experiments.training_queue import queue_jobs
-    from infovae.experiments.pixelcnn_models import model_path
 
     pinned = json.loads((GOLDEN.parent / "cache-keys.json").read_text())
-    now = {job.key: model_path(job.name, job.latent_dim, job.setup).name for job in queue_jobs("book")}
+    now = {job.key: job.paths()[0].name for job in queue_jobs("book")}
     assert now == pinned, (
         "the cache keys of the book profile's models changed (their trained models would be retrained); "
         "if intended, regenerate tests/golden/cache-keys.json (python tests/test_numerics.py --regenerate)"
@@ -216,13 +232,12 @@ def regenerate() -> None:
     import os
 
     os.environ["INFOVAE_DEVICE"] = "cpu"
-    from infovae.experiments.pixelcnn_models import model_path
     from infovae.experiments.training_queue import queue_jobs
 
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps({"numerics_version": NUMERICS_VERSION, "torch": torch.__version__,
                                   "runs": all_runs()}, indent=1) + "\n")
-    keys = {job.key: model_path(job.name, job.latent_dim, job.setup).name for job in queue_jobs("book")}
+    keys = {job.key: job.paths()[0].name for job in queue_jobs("book")}
     (GOLDEN.parent / "cache-keys.json").write_text(json.dumps(keys, indent=1) + "\n")
     print(f"wrote {GOLDEN} and cache-keys.json")
 

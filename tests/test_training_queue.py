@@ -4,6 +4,7 @@ interruption, the results file and ``python -m infovae queue --status``."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from infovae.__main__ import main
 from infovae.experiments import pixelcnn_models as pm
+from infovae.experiments import preference_trajectories as pt
 from infovae.experiments import training_queue as tq
 from infovae.train import Trainer
 
@@ -103,7 +105,7 @@ def test_an_interrupted_run_resumes_exactly(cache_dir, monkeypatch):
         pm.train_pixelcnn_model("mmd", 2, setup, progress=False, checkpoint_every=1)
     partial = pm.partial_path("mmd", 2, setup)
     assert partial.is_file() and not pm.model_path("mmd", 2, setup).is_file()
-    assert tq.job_status(tq.Job("mmd", 2, setup))["state"] == "in progress"
+    assert tq.job_status(tq.PixelCNNJob("mmd", 2, setup))["state"] == "in progress"
     monkeypatch.setattr(Trainer, "run", run)
     resumed, history2 = pm.train_pixelcnn_model("mmd", 2, setup, progress=False)
     assert not partial.is_file() and pm.model_path("mmd", 2, setup).is_file()
@@ -124,18 +126,18 @@ def test_an_unusable_checkpoint_is_named_and_training_starts_again(cache_dir):
 
 
 def test_the_queue_trains_what_is_left_and_records_it(cache_dir, tmp_path, monkeypatch, capsys):
-    jobs = [tq.Job("elbo", 2, replace(TINY, iterations=2)), tq.Job("mmd", 2, replace(TINY, iterations=2, seed=1))]
+    jobs = [tq.PixelCNNJob("elbo", 2, replace(TINY, iterations=2)), tq.PixelCNNJob("mmd", 2, replace(TINY, iterations=2, seed=1))]
     monkeypatch.setattr(tq, "queue_jobs", lambda profile: jobs)
     results = tmp_path / "results"
     assert tq.run_queue("quick", results, only=1, progress=False) == jobs[:1]
     rows, totals = tq.status_table("quick")
-    assert [r["state"] for r in rows] == ["done", "left"] and totals["done"] == 1 and totals["seconds_per_step"] > 0
+    assert [r["state"] for r in rows] == ["done", "left"] and totals["done"] == 1 and totals["seconds_per_step"]["pixelcnn"] > 0
     data = json.loads(tq.results_path("quick", results).read_text())
-    assert list(data["models"]) == ["elbo-z2-s0"]
-    record = data["models"]["elbo-z2-s0"]
+    assert list(data["models"]) == ["pixelcnn/elbo-z2-s0"]
+    record = data["models"]["pixelcnn/elbo-z2-s0"]
     assert record["steps"] == 2 and record["curve"]["curve_nll"][0] == [2]
     assert tq.run_queue("quick", results, progress=False) == jobs[1:]  # the first is not trained again
-    assert list(json.loads(tq.results_path("quick", results).read_text())["models"]) == ["elbo-z2-s0", "mmd-z2-s1"]
+    assert list(json.loads(tq.results_path("quick", results).read_text())["models"]) == ["pixelcnn/elbo-z2-s0", "pixelcnn/mmd-z2-s1"]
     capsys.readouterr()
     assert main(["queue", "--profile", "quick", "--status"]) == 0
     out = capsys.readouterr().out
@@ -148,7 +150,8 @@ def test_the_queue_covers_the_chapters_models():
     from infovae.experiments.log_likelihood import LogLikelihoodConfig
 
     for profile in ("quick", "book"):
-        jobs = {(j.name, j.latent_dim, j.setup) for j in tq.queue_jobs(profile)}
+        pixelcnn = [j for j in tq.queue_jobs(profile) if isinstance(j, tq.PixelCNNJob)]
+        jobs = {(j.name, j.latent_dim, j.setup) for j in pixelcnn}
         fig6, table1 = FlexibleDecodersConfig.for_profile(profile), LogLikelihoodConfig.for_profile(profile)
         for name in table1.models:
             for seed in table1.seeds:
@@ -156,6 +159,42 @@ def test_the_queue_covers_the_chapters_models():
         for dim in fig6.latent_dims:
             for name in fig6.models:
                 assert (name, dim, fig6.setup) in jobs
-        assert len(jobs) == len(tq.queue_jobs(profile))  # no job twice
-    first = [j.label for j in tq.queue_jobs("book")][:6]
-    assert first == [f"{n} z=5 seed 0" for n in ("elbo", "mmd", "stein", "adversarial", "elbo-authors", "autoencoder")]
+        assert len(jobs) == len(pixelcnn)  # no job twice
+        trajectories = [j.run for j in tq.queue_jobs(profile) if isinstance(j, tq.TrajectoryJob)]
+        assert trajectories and sorted(trajectories, key=str) == sorted(pt.runs(pt.TrajectoryConfig.for_profile(profile)), key=str)
+    labels = [j.label for j in tq.queue_jobs("book")]
+    assert labels[:6] == [f"{n} z=5 seed 0" for n in ("elbo", "mmd", "stein", "adversarial", "elbo-authors", "autoencoder")]
+    assert labels[6] == "trajectory beta 1, 6 layers, seed 0" and labels[10] == "trajectory beta 1, 3 layers, seed 0"
+    assert labels.index("elbo z=5 seed 1") > labels.index("trajectory beta 1, 12 layers, spatial z, seed 0")
+
+
+def test_plateau_of_a_trajectory_needs_both_kl_and_elbo_flat():
+    config = pt.TrajectoryConfig(curve_every=500, min_epochs=2, window_epochs=2, kl_slope=0.02, elbo_slope=0.05)
+    assert config.steps_per_epoch == 500
+    steps = [500, 1000, 1500]
+    flat = {"traj_kl": [steps, [2.0, 2.01, 2.0]], "traj_neg_elbo": [steps, [40.0, 39.99, 39.98]]}
+    assert pt.plateau_reached(flat, config)["reached"] is True
+    rising_kl = {**flat, "traj_kl": [steps, [2.0, 2.1, 2.2]]}  # +0.1 nats per epoch
+    result = pt.plateau_reached(rising_kl, config)
+    assert result["reached"] is False and result["kl_slope_per_epoch"] == pytest.approx(0.1)
+    falling_elbo = {**flat, "traj_neg_elbo": [steps, [40.0, 39.8, 39.6]]}
+    assert pt.plateau_reached(falling_elbo, config)["reached"] is False
+    assert pt.plateau_reached({k: [v[0][:2], v[1][:2]] for k, v in flat.items()}, config) is None
+
+
+def test_a_trajectory_is_recorded_and_resumes(cache_dir):
+    """The quick profile's first run end to end: its points every curve_every steps, KL >= I_q
+    (the KL bounds the information), the plateau record, and a second call loads the cache."""
+    config = pt.TrajectoryConfig.for_profile("quick")
+    run = pt.runs(config)[0]
+    x_train, x_test = pt.training_images(config), pt.load_test_images(config)
+    model, history = pt.train_run(config, run, x_train, x_test, progress=False)
+    steps = history["traj_kl"][0]
+    assert steps == list(range(config.curve_every, history["seconds"][0][0] + 1, config.curve_every))
+    for kl, mi in zip(history["traj_kl"][1], history["traj_mutual_information"][1]):
+        assert mi <= kl + 0.05  # I_q <= E KL(q(z|x)||p(z)); 0.05: Monte Carlo error of the I_q estimate
+    assert len(history["plateau"][1]) == 3
+    final = pt.final_measures(model, config, run, x_test, history)
+    assert final["mutual_information_ceiling"] == pytest.approx(math.log(config.num_info_images))
+    _, again = pt.train_run(config, run, x_train, x_test, progress=False)
+    assert again == history

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -26,7 +28,7 @@ from torch import nn
 from ..data import cache_dir
 from ..objective import InfoVAELoss
 from ..runtime import NUMERICS_VERSION, PROFILES, get_device, get_profile
-from ..train import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from ..train import CHECKPOINT_FORMAT, Trainer, load_checkpoint, save_checkpoint
 
 
 C = TypeVar("C")
@@ -156,6 +158,60 @@ def save_trained_model(path: Path, model: nn.Module, history: dict, **extra: Any
         save_checkpoint({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "history": history, **extra}, path)
     except OSError:
         pass
+
+
+def window_slope(steps: list[int], values: list[float], window: int) -> float | None:
+    """The least-squares slope of ``values`` against ``steps`` over the points of the last
+    ``window`` steps (per step); ``None`` before the curve spans a full window.
+
+    Example:
+        >>> from infovae.experiments.base import window_slope
+        >>> window_slope([0, 500, 1000, 1500], [9.0, 8.0, 7.5, 7.0], 1000)
+        -0.001
+        >>> window_slope([0, 500], [9.0, 8.0], 1000) is None
+        True
+    """
+    if not steps or steps[-1] - window < steps[0]:
+        return None
+    points = [(s, v) for s, v in zip(steps, values, strict=True) if s >= steps[-1] - window]
+    xs = np.array([s for s, _ in points], dtype=np.float64)
+    ys = np.array([v for _, v in points], dtype=np.float64)
+    xc = xs - xs.mean()
+    return float((xc * (ys - ys.mean())).sum() / np.square(xc).sum())
+
+
+def train_resumable(
+    make_trainer: Callable[[], Trainer], partial: Path | None, chunk: int, finished: Callable[[Trainer], bool]
+) -> tuple[Trainer, float]:
+    """Train a ``Trainer`` in chunks of ``chunk`` steps until ``finished(trainer)`` or its
+    ``config.iterations``, resumable: with a ``partial`` checkpoint file (the trainer's
+    ``config.checkpoint``), an interrupted run continues from it exactly (the Trainer's
+    bit-for-bit resume), and the checkpoint is rewritten after every chunk with the seconds
+    spent so far (``meta["seconds"]``, summed over sittings). ``finished`` is asked after every
+    chunk and on resuming, so a run stopped at its criterion is not trained further.
+
+    ``make_trainer()`` builds the model and trainer afresh (seeded); it is called again when the
+    checkpoint is unusable (named in a warning, removed, and training starts from step 0).
+    Returns the trainer and the seconds of training over all sittings.
+    """
+    trainer = make_trainer()
+    seconds_before = 0.0
+    if partial is not None and partial.is_file():
+        try:
+            trainer.resume(partial)
+            seconds_before = float(load_checkpoint(partial)["meta"].get("seconds", 0.0))
+        except (ValueError, RuntimeError, KeyError) as err:
+            warnings.warn(f"the checkpoint {partial} is unusable ({str(err)[:200]}); training from the start", stacklevel=2)
+            partial.unlink(missing_ok=True)
+            trainer = make_trainer()
+    start = time.perf_counter()
+    end = trainer.config.iterations
+    while trainer.step < end and not finished(trainer):
+        trainer.run(min(chunk - trainer.step % chunk, end - trainer.step))
+        trainer.meta["seconds"] = seconds_before + time.perf_counter() - start
+        if partial is not None:
+            trainer.save()  # with the time spent so far
+    return trainer, seconds_before + time.perf_counter() - start
 
 
 def seed_summary(values: list[float]) -> dict[str, float]:

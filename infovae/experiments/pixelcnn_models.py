@@ -31,8 +31,6 @@ each still runs on its own (a missing cache entry is trained).
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -43,7 +41,7 @@ from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
 from ..runtime import get_device, seeded
-from ..train import Trainer, TrainConfig, evaluate, load_checkpoint
+from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
 from .base import (
     cache_digest,
@@ -51,7 +49,9 @@ from .base import (
     load_trained_model,
     named_objective,
     save_trained_model,
+    train_resumable,
     trained_model_path,
+    window_slope,
 )
 
 MODELS: tuple[str, ...] = ("elbo", "mmd", "stein", "adversarial", "autoencoder")
@@ -298,13 +298,10 @@ def plateau(steps: list[int], values: list[float], setup: PixelCNNSetup) -> dict
         >>> plateau([500, 1000, 1500], [95.0, 90.0, 87.0], setup)["reached"]
         False
     """
-    if not steps or steps[-1] - setup.plateau_window < steps[0]:
+    per_step = window_slope(steps, values, setup.plateau_window)
+    if per_step is None:
         return None
-    window = [(s, v) for s, v in zip(steps, values, strict=True) if s >= steps[-1] - setup.plateau_window]
-    xs = torch.tensor([s for s, _ in window], dtype=torch.float64)
-    ys = torch.tensor([v for _, v in window], dtype=torch.float64)
-    xc = xs - xs.mean()
-    slope = float((xc * (ys - ys.mean())).sum() / xc.square().sum()) * 1000
+    slope = per_step * 1000
     return {"slope_per_1000": round(slope, 6), "reached": bool(-slope < setup.plateau_slope and steps[-1] >= setup.min_iterations),
             "step": steps[-1]}
 
@@ -382,50 +379,39 @@ def train_pixelcnn_model(
         progress=progress,
         precision=setup.precision,
     )
-    with seeded(setup.seed + 1, device):  # an adversarial critic's initialisation: seeded, not the global stream
-        loss = make_loss(name, latent_dim, setup)
-    trainer = Trainer(model, loss, x_train, config,
-                      hooks=[_tracking_hook(name, setup, x_track, x_curve)] if eval_every else [], device=device,
-                      meta={"model": name, "latent_dim": latent_dim, "setup": asdict(setup)})
-    seconds_before = 0.0
-    if partial is not None and partial.is_file():
-        try:
-            trainer.resume(partial)
-            seconds_before = float(load_checkpoint(partial)["meta"].get("seconds", 0.0))
-        except (ValueError, RuntimeError, KeyError) as err:  # unusable: named, and trained from the start
-            warnings.warn(f"the checkpoint {partial} is unusable ({str(err)[:200]}); training from the start", stacklevel=2)
-            partial.unlink(missing_ok=True)
-            return train_pixelcnn_model(name, latent_dim, setup, cache=cache, progress=progress,
-                                        checkpoint_every=checkpoint_every)
-    chunk = setup.curve_every if setup.plateau_slope else setup.iterations
 
-    def finished() -> bool:
-        if trainer.step >= setup.iterations:
-            return True
+    def make_trainer() -> Trainer:
+        with seeded(setup.seed, device):
+            fresh = build_model(name, latent_dim, setup)
+        with seeded(setup.seed + 1, device):  # an adversarial critic's initialisation: seeded, not the global stream
+            loss = make_loss(name, latent_dim, setup)
+        return Trainer(fresh, loss, x_train, config,
+                       hooks=[_tracking_hook(name, setup, x_track, x_curve)] if eval_every else [], device=device,
+                       meta={"model": name, "latent_dim": latent_dim, "setup": asdict(setup)})
+
+    def finished(trainer: Trainer) -> bool:
         series = trainer.history.series.get(curve_series(name)) if setup.plateau_slope else None
         if not series or series[0][-1] != trainer.step:  # plateaus are judged at curve points only
             return False
-        reached = plateau(*series, setup)
+        reached = plateau([int(t) for t in series[0]], series[1], setup)
         return reached is not None and bool(reached["reached"])
 
-    start = time.perf_counter()
-    while not finished():
-        trainer.run(min(chunk - trainer.step % chunk, setup.iterations - trainer.step))
-        trainer.meta["seconds"] = seconds_before + time.perf_counter() - start
-        if partial is not None:
-            trainer.save()  # with the time spent so far
-    seconds = seconds_before + time.perf_counter() - start
+    chunk = setup.curve_every if setup.plateau_slope else setup.iterations
+    trainer, seconds = train_resumable(make_trainer, partial, chunk, finished)
+    trained = trainer.model
+    assert isinstance(trained, VAE)
     record = {k: [list(s), list(v)] for k, (s, v) in trainer.history.series.items()}
     record["seconds"] = [[trainer.step], [seconds]]
-    if setup.plateau_slope:
-        final = plateau(*trainer.history.series[curve_series(name)], setup) if curve_series(name) in trainer.history.series else None
+    curve = record.get(curve_series(name))
+    if setup.plateau_slope and curve is not None:
+        final = plateau([int(t) for t in curve[0]], curve[1], setup)
         if final is not None:
             record["plateau"] = [[trainer.step], [final["slope_per_1000"], 1.0 if final["reached"] else 0.0]]
     if cache:
-        save_trained_model(path, model, record, setup=asdict(setup))
+        save_trained_model(path, trained, record, setup=asdict(setup))
         if partial is not None and path.is_file():
             partial.unlink(missing_ok=True)
-    return model.eval(), record
+    return trained.eval(), record
 
 
 __all__ = [
