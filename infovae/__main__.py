@@ -225,7 +225,7 @@ def _train_data(spec: dict):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runtime import get_profile
+    from .runtime import get_profile, profile_sizes
     from .train import TrainConfig, Trainer
 
     defaults = ARCHITECTURE_DEFAULTS[args.model]
@@ -242,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     clip = given(args.clip, defaults["clip"])
     config = TrainConfig(
-        iterations=given(args.iterations, ITERATIONS[get_profile()]),
+        iterations=given(args.iterations, profile_sizes(ITERATIONS, get_profile())),
         batch_size=given(args.batch_size, defaults["batch_size"]),
         optimizer=given(args.optimizer, defaults["optimizer"]),
         optimizer_options=args.optimizer_options,

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import cache_dir, binarize_images, load_mnist
-from .runtime import NUMERICS_VERSION, get_device, get_profile
+from .runtime import NUMERICS_VERSION, PROFILES, get_device, get_profile, profile_sizes
 from .train import save_checkpoint
 
 # Training steps by profile. Test accuracy measured on stochastically binarized test digits
@@ -215,8 +215,8 @@ def load_classifier(
     """The trained MNIST classifier of a profile: from the cache, or trained and cached now.
 
     Args:
-        profile: ``"quick"``, ``"book"`` or ``"paper"`` (``iv.get_profile()`` by default): sets
-            the training length ``CLASSIFIER_STEPS[profile]``.
+        profile: ``"quick"``, ``"light"``, ``"book"`` or ``"paper"`` (``iv.get_profile()`` by
+            default): sets the training length ``CLASSIFIER_STEPS[profile]`` (light: book's).
         device: where to put it (``iv.get_device()`` by default).
         retrain: ignore the cache and train again.
         progress: show a progress bar while training.
@@ -233,10 +233,10 @@ def load_classifier(
         0.9675
     """
     profile = profile or get_profile()
-    if profile not in CLASSIFIER_STEPS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(CLASSIFIER_STEPS)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     device = torch.device(device) if device is not None else get_device()
-    steps = CLASSIFIER_STEPS[profile]
+    steps = profile_sizes(CLASSIFIER_STEPS, profile)
     path = classifier_path(steps, seed)
     model = MNISTClassifier()
     if path.is_file() and not retrain:

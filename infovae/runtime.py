@@ -7,10 +7,10 @@ Three environment variables steer every chapter and command of the book:
     fastest available device is used. A device that does not exist here is an error that
     names the fix, never a silent fall-back to the CPU.
 ``INFOVAE_PROFILE``
-    ``quick`` (CI smoke scale), ``book`` (the committed outputs: a 2-core CPU, and a few
-    minutes per chapter on a GPU) or ``paper`` (the paper's constants: hours to days even on
-    a GPU, so only when asked for). Unset, ``CI=true`` selects ``quick`` and anything else,
-    a GPU included, ``book``.
+    ``quick`` (CI smoke scale), ``light`` (the reader's: every chapter from scratch within
+    ~20 minutes on a 2-core CPU), ``book`` (the committed outputs: Part II trained to a
+    plateau, hours of a CPU, cached) or ``paper`` (the paper's constants: hours to days even on
+    a GPU). Unset, ``CI=true`` selects ``quick`` and anything else ``light``.
 ``CI``
     set to ``true`` by continuous integration.
 """
@@ -21,11 +21,12 @@ import contextlib
 import os
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-PROFILES: tuple[str, ...] = ("quick", "book", "paper")
+PROFILES: tuple[str, ...] = ("quick", "light", "book", "paper")
 
 
 _FIX = "unset INFOVAE_DEVICE to use the fastest available device, or set it to 'cpu'"
@@ -145,12 +146,19 @@ def resolve_device(device: torch.device | str | None, what: str = "device") -> t
 
 
 def get_profile() -> str:
-    """The scale of every experiment: ``"quick"``, ``"book"`` or ``"paper"``.
+    """The scale of every experiment: ``"quick"``, ``"light"``, ``"book"`` or ``"paper"``.
 
-    ``INFOVAE_PROFILE`` if set; otherwise ``quick`` under CI (``CI=true``) and ``book``
-    everywhere else, a GPU included: ``paper`` takes hours to days even on a fast GPU, so it
-    runs only when asked for, while ``book`` finishes each chapter in minutes on a Colab T4
-    (the book's reproduction appendix gives the estimates per profile and device).
+    * ``quick``: CI's smoke scale (the whole book in minutes);
+    * ``light``: the reader's profile: every chapter from scratch in at most ~20 minutes on a
+      2-core laptop CPU (smaller and shorter-trained models for Part II's PixelCNN chapters; the
+      book profile's sizes everywhere else);
+    * ``book``: the committed outputs, Part II's models trained to a plateau (hours of a CPU,
+      paid once and cached; ``python -m infovae queue``);
+    * ``paper``: the paper's constants, for a GPU (hours to days).
+
+    ``INFOVAE_PROFILE`` if set; otherwise ``quick`` under CI (``CI=true``) and ``light``
+    everywhere else: ``book`` and ``paper`` train for hours, so they run only when asked for
+    (the book's reproduction appendix gives the costs per profile and device).
 
     Example:
         >>> import os
@@ -162,6 +170,9 @@ def get_profile() -> str:
         >>> with mock.patch.dict(os.environ, {"INFOVAE_PROFILE": "", "CI": "true"}):
         ...     get_profile()
         'quick'
+        >>> with mock.patch.dict(os.environ, {"INFOVAE_PROFILE": "", "CI": ""}):
+        ...     get_profile()
+        'light'
     """
     name = os.environ.get("INFOVAE_PROFILE", "").strip().lower()
     if name:
@@ -172,7 +183,29 @@ def get_profile() -> str:
         return name
     if os.environ.get("CI", "").strip().lower() == "true":
         return "quick"
-    return "book"
+    return "light"
+
+
+def profile_sizes(sizes: dict[str, Any], profile: str | None = None) -> Any:
+    """``sizes[profile]`` for the current (or given) profile, where ``light`` falls back to
+    ``book``'s entry when ``sizes`` has none (the light profile departs from the book's sizes
+    only where the book profile would take more than ~20 minutes a chapter on a laptop CPU).
+
+    Example:
+        >>> from infovae.runtime import profile_sizes
+        >>> profile_sizes({"quick": 10, "book": 100, "paper": 1000}, "light")
+        100
+        >>> profile_sizes({"quick": 10, "light": 30, "book": 100, "paper": 1000}, "light")
+        30
+    """
+    profile = get_profile() if profile is None else profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile == "light" and "light" not in sizes:
+        profile = "book"
+    if profile not in sizes:
+        raise ValueError(f"no sizes for profile {profile!r}: the table has {', '.join(sizes)}")
+    return sizes[profile]
 
 
 def seed_everything(seed: int) -> torch.Generator:

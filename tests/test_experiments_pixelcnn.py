@@ -82,7 +82,7 @@ def test_paper_values_are_spec_section_5():
     assert PAPER_FIG6["full_batch_mmd"]["mmd"][-1] == 1.08e-3
 
 
-@pytest.mark.parametrize("profile", ["quick", "book"])
+@pytest.mark.parametrize("profile", ["quick", "light", "book"])
 def test_small_profiles_share_models_between_chapters(profile):
     fig6, table1 = FlexibleDecodersConfig.for_profile(profile), LogLikelihoodConfig.for_profile(profile)
     assert fig6.setup == table1.setup == setup_for_profile(profile)
@@ -211,3 +211,12 @@ def test_negative_log_likelihood_aggregates_per_image_estimates():
     assert math.isclose(r["stderr_images"], sd / math.sqrt(5), rel_tol=1e-5)
     assert math.isclose(r["stderr_mc"], mc, rel_tol=1e-5)
     assert math.isclose(r["stderr"], math.hypot(sd / math.sqrt(5), mc), rel_tol=1e-5)
+
+
+def test_the_light_profile_is_smaller_than_the_book_one():
+    """The reader's profile: Part II's PixelCNN chapters at a fraction of the book profile's
+    training (the book profile trains the paper's decoder to a plateau: hours)."""
+    light, book = setup_for_profile("light"), setup_for_profile("book")
+    assert light.layers * light.channels < book.layers * book.channels and light.iterations < book.iterations / 10
+    assert FlexibleDecodersConfig.for_profile("light").focus_seeds == (0,)
+    assert LogLikelihoodConfig.for_profile("light").seeds == (0,)

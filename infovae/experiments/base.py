@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data import cache_dir
 from ..objective import InfoVAELoss
-from ..runtime import NUMERICS_VERSION, PROFILES, get_device, get_profile
+from ..runtime import NUMERICS_VERSION, PROFILES, get_device, get_profile, profile_sizes
 from ..train import CHECKPOINT_FORMAT, Trainer, load_checkpoint, save_checkpoint
 
 
@@ -37,11 +37,13 @@ C = TypeVar("C")
 def config_for_profile(config_class: type[C], profile: str, overrides: dict[str, dict[str, Any]]) -> C:
     """The paper's configuration (the dataclass defaults) with the departures of ``profile``.
 
-    ``overrides`` maps each profile name to the fields it changes (``{}`` for the paper).
+    ``overrides`` maps each profile name to the fields it changes (``{}`` for the paper); the
+    ``light`` profile uses the ``book`` entry where it has none of its own
+    (``infovae.runtime.profile_sizes``).
     """
-    if profile not in overrides:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(overrides)}")
-    return replace(cast(Any, config_class()), **overrides[profile])
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return replace(cast(Any, config_class()), **profile_sizes(overrides, profile))
 
 
 def resolve_config(config: C | str | None, config_class: type[C]) -> C:

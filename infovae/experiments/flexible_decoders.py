@@ -156,6 +156,12 @@ class FlexibleDecodersConfig:
                 num_codes=500, num_class_samples=100, classifier_profile="quick", svm_pool=1000, svm_test=500,
                 svm_draws=1, num_labels=300, num_info_images=300, focus_seeds=(0,),
             ),
+            "light": dict(
+                latent_dims=(2, 5, 10),
+                setup=setup_for_profile("light"),
+                num_codes=5000, num_class_samples=1000, classifier_profile="book", svm_pool=5000, svm_test=2000,
+                svm_draws=3, num_info_images=1000, focus_seeds=(0,),
+            ),
             "book": dict(
                 latent_dims=(2, 5, 10, 20, 40),
                 setup=setup_for_profile("book"),

@@ -153,6 +153,7 @@ class PreferenceConfig:
                 num_info_images=200,
                 svm_pool=300, svm_test=200, num_labels=200, svm_draws=1,
             ),
+            "light": dict(pretrain_steps=500, steps=500, seeds=(0,), cold_start=False, sweep_layers=(1,), betas=(1.5,)),
             "book": dict(),
             "paper": dict(image_size=28, layers=12, encoder_hidden=512, pretrain_steps=10_000, steps=20_000,
                           svm_pool=50_000, svm_test=10_000, num_info_images=10_000, svm_draws=10),

@@ -130,6 +130,8 @@ class LogLikelihoodConfig:
             ),
             # 1000 images, K = 50 (mixture) for every model and seed; the IWAE (K = 50) and prior (K = 100)
             # estimates of the first seed on 300 of them; bf16 where measured harmless
+            "light": dict(setup=setup_for_profile("light"), seeds=(0,), num_test=300, num_samples=50, num_prior_samples=100,
+                          convergence_ks=(200, 2000), convergence_images=5, classic_images=100, precision="auto"),
             "book": dict(setup=setup_for_profile("book"), num_test=1000, num_samples=50, num_prior_samples=100,
                          convergence_ks=(200, 2000, 20_000), convergence_images=5, classic_images=300,
                          precision="auto"),

@@ -144,6 +144,9 @@ class TrajectoryConfig:
             "quick": dict(layers=2, channels=8, encoder_hidden=32, pretrain_steps=20, batch_size=50, betas=(1.0, 1.5),
                           seeds=(0,), depths=(1, 2), depth_seeds=(0,), spatial_maps=2, curve_every=10, min_epochs=2,
                           max_epochs=3, window_epochs=2, num_info_images=200, num_elbo_images=100, train_images=500),
+            "light": dict(betas=(1.0, 1.5), seeds=(0,), depths=(3, 6), depth_seeds=(0,), spatial_maps=0, curve_every=100,
+                          min_epochs=2, max_epochs=3, window_epochs=2, num_info_images=2000, num_elbo_images=1000,
+                          train_images=10_000),
             "book": dict(),
             "paper": dict(image_size=28, layers=12, encoder_hidden=512, depths=(3, 6, 9, 12), num_elbo_images=10_000),
         })
