@@ -235,7 +235,7 @@ def run(config: LogLikelihoodConfig | str | None = None, progress: bool = True, 
                 if name == "mmd":  # the prior estimate's convergence on a few images
                     x_few = x_test[: config.convergence_images]
                     results["prior_convergence"] = {str(k): estimate(k, "prior", x_few)[0] for k in config.convergence_ks}
-        entry.update(across_seeds(entry["seeds"], [r["mixture"]["stderr"] for r in entry["per_seed"]]))
+        entry.update(across_seeds(per_image[name], [r["mixture"]["stderr_mc"] for r in entry["per_seed"]]))
         results["models"][name] = entry
     best = {name: r["nll"] for name, r in results["models"].items()}
     results["best_nll"] = best
@@ -263,23 +263,43 @@ def _precision_check(model, x: torch.Tensor, config: LogLikelihoodConfig) -> dic
             "n": len(x), "tolerance": config.precision_tolerance}
 
 
-def across_seeds(nlls: list[float], stderrs: list[float]) -> dict[str, float]:
-    """Mean over seeds of the per-seed NLLs, with the standard error of that mean from the spread
-    over seeds (``stderr_seeds``) and from the test images and samples (``stderr_within``)."""
-    n = len(nlls)
-    arr = np.asarray(nlls, dtype=float)
-    se_seeds = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    se_within = float(np.sqrt(np.sum(np.square(stderrs))) / n)
-    return {"nll": float(arr.mean()), "stderr_seeds": se_seeds, "stderr_within": se_within,
-            "stderr": math.hypot(se_seeds, se_within)}
+def across_seeds(per_image: list[torch.Tensor], stderrs_mc: list[float] | None = None) -> dict[str, float]:
+    """Mean over seeds and test images of per-image values ``per_image[s][i]`` (every seed on the
+    *same* images), with its standard error for a new draw of training seeds and test images.
+
+    With y_si = mu + a_s + b_i + e_si (seed effects a, image effects b), the grand mean's variance
+    is Var(a)/S + Var(b)/N + Var(e)/(SN). The seeds' part is estimated from the spread of the
+    seed means (``stderr_seeds``); the images' part from the spread of the image means over seeds
+    (``stderr_images``: the images are shared, so it does *not* shrink with the number of seeds,
+    which adding per-seed image errors as if independent would wrongly assume); the Monte Carlo
+    error of the importance sampling, independent across seeds, adds ``stderr_mc`` =
+    sqrt(sum_s mc_s^2) / S. ``stderr`` combines the three; ``stderr_within`` is the images' and
+    Monte Carlo part together.
+
+    Example:
+        >>> import torch
+        >>> from infovae.experiments.log_likelihood import across_seeds
+        >>> r = across_seeds([torch.tensor([1.0, 3.0]), torch.tensor([2.0, 4.0])])
+        >>> r["nll"], round(r["stderr_seeds"], 3), round(r["stderr_images"], 3)
+        (2.5, 0.5, 1.0)
+    """
+    values = torch.stack([v.double() for v in per_image])  # [S, N]
+    s, n = values.shape
+    seed_means, image_means = values.mean(1), values.mean(0)
+    se_seeds = float(seed_means.std() / math.sqrt(s)) if s > 1 else 0.0
+    se_images = float(image_means.std() / math.sqrt(n)) if n > 1 else 0.0
+    se_mc = float(np.sqrt(np.sum(np.square(stderrs_mc))) / s) if stderrs_mc else 0.0
+    se_within = math.hypot(se_images, se_mc)
+    return {"nll": float(values.mean()), "stderr_seeds": se_seeds, "stderr_images": se_images, "stderr_mc": se_mc,
+            "stderr_within": se_within, "stderr": math.hypot(se_seeds, se_within)}
 
 
 def paired_difference_over_seeds(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict[str, float | list[float]]:
     """Mean of a - b over seeds (seed s of a paired with seed s of b) and the same test images,
-    with a standard error from the spread over seeds and over images."""
-    per_seed = [paired_difference(x, y) for x, y in zip(a, b, strict=True)]
-    return {**across_seeds([d["mean"] for d in per_seed], [d["stderr"] for d in per_seed]),
-            "per_seed": [d["mean"] for d in per_seed]}
+    with a standard error from the spread over seeds and over images (``across_seeds`` of the
+    per-image differences)."""
+    diffs = [x.double() - y.double() for x, y in zip(a, b, strict=True)]
+    return {**across_seeds(diffs), "per_seed": [float(d.mean()) for d in diffs]}
 
 
 def plot_table1(results: dict, config: LogLikelihoodConfig) -> Figure:
