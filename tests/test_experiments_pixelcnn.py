@@ -143,6 +143,7 @@ def test_fig6_tiny_run(cache_dir):
         assert math.isclose(summary["mean"], sum(errors) / 2)
         assert math.isclose(summary["se"], abs(errors[0] - errors[1]) / 2, abs_tol=1e-12)  # s.d./sqrt(2) for n = 2
     assert outcome.results["mutual_information_bound"] == math.log(30)
+    assert outcome.results["full_batch_mmd_floor"]["2"] == pytest.approx(2 / 60 * (1 - 0.5))  # n = 60 codes, d = 2
     for name in MODELS:
         m = outcome.results["metrics"][name]["2"]
         # every sample is labelled 3: KL(uniform || c_hat) with c_hat = (8 + 1) / 18 there, 1/18 elsewhere

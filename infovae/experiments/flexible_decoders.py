@@ -39,6 +39,7 @@ from ..metrics import (
     class_distribution_cross_entropy,
     encode_codes,
     full_batch_mmd,
+    full_batch_mmd_floor,
     log_det_covariance,
     mutual_information,
     semi_supervised_error,
@@ -299,6 +300,9 @@ def run(
         "classifier_confidence_on_digits": sample_confidence(classifier, data["x_svm_test"]),
         "panel_b_consistency": panel_b_consistency(),
         "mutual_information_bound": math.log(config.num_info_images),  # I_q(x; z) <= log N on N images
+        # panel A's floor: the biased MMD^2 expected when q(z) is exactly the prior, ours and the paper's (40k codes)
+        "full_batch_mmd_floor": {str(d): full_batch_mmd_floor(config.num_codes, d) for d in config.latent_dims},
+        "paper_full_batch_mmd_floor": {str(d): full_batch_mmd_floor(40_000, d) for d in PAPER_DIMS},
         "paper": {"latent_dims": list(PAPER_DIMS), **PAPER_FIG6},
     }
     samples = {}
