@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .distributed import average_gradients
+
 KERNELS: tuple[str, ...] = ("rbf", "imq")
 ESTIMATORS: tuple[str, ...] = ("biased", "unbiased")
 IMQ_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -461,6 +463,7 @@ class _AdversarialDivergence(nn.Module):
         with torch.enable_grad():
             loss, logs = self.critic_loss(codes.detach(), prior_samples.detach())
             loss.backward()
+        average_gradients(self.net.parameters())  # every rank the same update (infovae.distributed)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return logs

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from . import validation
+from .distributed import gather, gather_samples
 from .divergences import ESTIMATORS, KERNELS, JSDiscriminator, WGANCritic, mmd, resolve_bandwidth, stein_loss
 from .vae import VAE, check_decoder_output, check_encoder_output
 
@@ -458,19 +459,23 @@ class InfoVAELoss(nn.Module):
         return self.critic
 
     def _prior_samples(self, n: int, like: Tensor) -> Tensor:
-        if self._prior is None:
-            return torch.randn(n, like.shape[1], device=like.device, dtype=like.dtype)
-        return self._prior.sample((n,)).to(like.dtype)
+        """``n`` fresh prior samples (under data parallelism: drawn by all ranks, ``infovae.distributed``)."""
+        prior = self._prior
+        if prior is None:
+            return gather_samples(n, lambda k: torch.randn(k, like.shape[1], device=like.device, dtype=like.dtype))
+        return gather_samples(n, lambda k: prior.sample((k,)).to(like.dtype))
 
     def auxiliary_step(self, z: Tensor) -> dict[str, float]:
         """Train the discriminator/critic once on detached codes ``z`` vs fresh prior samples.
 
-        Uses the prior of the model last passed to ``forward`` (N(0, I) before that).
-        Returns the step's logged numbers; ``{}`` when the divergence is not adversarial.
+        Uses the prior of the model last passed to ``forward`` (N(0, I) before that). Under data
+        parallelism (``infovae.distributed.whole_batch``) it trains on the codes of every rank and
+        every rank makes the same update. Returns the step's logged numbers; ``{}`` when the
+        divergence is not adversarial.
         """
         if not self.has_auxiliary:
             return {}
-        z = z.detach()
+        z = gather(z.detach())
         return self._get_critic(z).step(z, self._prior_samples(self.num_prior_samples, z))
 
     # --------------------------------------------------------------- the objective
@@ -492,6 +497,7 @@ class InfoVAELoss(nn.Module):
         return qz.log_prob(z) - prior.log_prob(z)
 
     def _divergence(self, z: Tensor, prior: Distribution) -> Tensor:
+        z = gather(z)  # the codes of the whole batch (those of every rank under data parallelism)
         if self.divergence == "mmd":
             w = self._prior_samples(self.num_prior_samples, z)
             return mmd(z, w, self.kernel, self.bandwidth, self.estimator)

@@ -1,4 +1,4 @@
-"""Mixed precision for training: bf16 autocast of the *networks* only.
+"""Mixed precision for training: bf16 (or fp16) autocast of the *networks* only.
 
 The networks (encoder bodies, decoder logits; ``infovae.networks``, ``infovae.pixelcnn``)
 run their matrix products in bfloat16 inside ``autocast_networks("bf16")`` and hand
@@ -12,6 +12,11 @@ which is why the region is this narrow.
 arithmetic (a CUDA GPU that reports it, or a CPU with AVX512-BF16 or AMX-BF16) and fp32
 elsewhere; emulated bf16 is slower than fp32, so it is never chosen automatically.
 Evaluation (log-likelihoods, metrics, sampling) runs in float32 unless a caller opts in.
+
+Training may also use fp16 (``resolve_training_precision``): the same narrow region under
+float16 autocast, for GPUs without native bf16 (a Colab T4, a V100), with a gradient scaler
+(``torch.amp.GradScaler``, owned by the trainer) against the underflow of small gradients;
+``"auto"`` for training picks bf16 where native, else fp16 on CUDA, else fp32.
 
 Example:
     >>> import torch, infovae as iv
@@ -31,7 +36,9 @@ from collections.abc import Iterator
 
 import torch
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")  # of evaluation (metrics, experiments)
+TRAINING_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")  # of training (TrainConfig.precision)
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 _NETWORK_DTYPE: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar("infovae_network_dtype", default=None)
 
@@ -67,6 +74,56 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
+def native_fp16(device: torch.device | str) -> bool:
+    """Whether ``device`` does fp16 arithmetic natively: every CUDA GPU; a CPU with AVX512-FP16 or AMX-FP16.
+
+    Example:
+        >>> from infovae.precision import native_fp16
+        >>> isinstance(native_fp16("cpu"), bool), native_fp16("meta")
+        (True, False)
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available()
+    if device.type == "cpu":
+        return bool({"avx512_fp16", "amx_fp16"} & _cpu_flags())
+    return False
+
+
+def resolve_training_precision(precision: str, device: torch.device | str) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"``: a training precision resolved for ``device``.
+
+    ``"auto"`` is bf16 where native, else fp16 on CUDA (a T4, a V100: the trainer then scales
+    the loss with a ``GradScaler``), else fp32; ``"bf16"``/``"fp16"`` are refused where the
+    device would emulate them (slower than fp32).
+
+    Raises:
+        ValueError: an unknown precision, or an emulated one (the message names the fix).
+
+    Example:
+        >>> from infovae.precision import resolve_training_precision
+        >>> resolve_training_precision("fp32", "cpu"), resolve_training_precision("auto", "meta")
+        ('fp32', 'fp32')
+        >>> resolve_training_precision("fp8", "cpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: precision must be one of ('fp32', 'bf16', 'fp16', 'auto'), got 'fp8'
+    """
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"precision must be one of {TRAINING_PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "fp16":
+        if not native_fp16(device):
+            raise ValueError(
+                f"precision='fp16' asked for, but {device} has no native fp16 arithmetic (emulated fp16 is slower "
+                "than fp32); use precision='auto' (bf16 where native, else fp16 on CUDA) or 'fp32'"
+            )
+        return "fp16"
+    if precision == "auto" and not native_bf16(device):
+        return "fp16" if device.type == "cuda" and native_fp16(device) else "fp32"
+    return resolve_precision(precision, device)
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``"fp32"`` or ``"bf16"``: ``"auto"`` resolved for ``device`` (bf16 only where native).
 
@@ -96,9 +153,9 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 @contextlib.contextmanager
 def autocast_networks(precision: str, device: torch.device | str) -> Iterator[str]:
-    """Within this block the networks run under bf16 autocast (if ``precision`` resolves to bf16).
+    """Within this block the networks run under bf16 (or fp16) autocast, if ``precision`` resolves to it.
 
-    Yields the resolved precision. Only code inside ``network_region`` is autocast; the rest
+    Yields the resolved precision (``"fp16"`` is taken as it is: the trainer resolves it). Only code inside ``network_region`` is autocast; the rest
     of the block (the objective's arithmetic) stays float32.
 
     Example:
@@ -108,8 +165,8 @@ def autocast_networks(precision: str, device: torch.device | str) -> Iterator[st
         ...     resolved, (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
         ('fp32', torch.float32)
     """
-    resolved = resolve_precision(precision, device)
-    token = _NETWORK_DTYPE.set(torch.bfloat16 if resolved == "bf16" else None)
+    resolved = precision if precision == "fp16" else resolve_precision(precision, device)
+    token = _NETWORK_DTYPE.set(_DTYPES.get(resolved))
     try:
         yield resolved
     finally:
@@ -138,4 +195,5 @@ def network_region(device: torch.device | str) -> Iterator[None]:
         yield
 
 
-__all__ = ["PRECISIONS", "autocast_networks", "native_bf16", "network_region", "resolve_precision"]
+__all__ = ["PRECISIONS", "TRAINING_PRECISIONS", "autocast_networks", "native_bf16", "native_fp16", "network_region",
+           "resolve_precision", "resolve_training_precision"]

@@ -51,7 +51,7 @@ def test_two_runs_of_the_readme_snippet_give_identical_weights_and_the_checkpoin
 
 
 def test_bf16_for_networks_that_cannot_take_it_is_refused_or_said(monkeypatch):
-    monkeypatch.setattr("infovae.train.loop.resolve_precision", lambda precision, device: "bf16")  # a native-bf16 device
+    monkeypatch.setattr("infovae.train.loop.resolve_training_precision", lambda precision, device: "bf16")  # a native-bf16 device
     user = iv.VAE(DeclaredEnc(), Dec())
     with pytest.raises(ValueError, match="precision='bf16'.*network_region.*precision='fp32'"):
         Trainer(user, iv.InfoVAELoss.elbo(), binary(shape=(DX,)), config(precision="bf16"), device="cpu")

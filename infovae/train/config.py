@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import validation
-from ..precision import PRECISIONS
+from ..precision import TRAINING_PRECISIONS
 
 
 def _classes(module: object, base: type, exclude: tuple[str, ...] = ()) -> dict[str, type]:
@@ -45,7 +45,7 @@ CLIPPING: tuple[str | None, ...] = (None, "value", "norm")
 # Settings that must match when a run resumes (the others, e.g. iterations, may change).
 RESUME_KEYS: tuple[str, ...] = (
     "batch_size", "optimizer", "optimizer_options", "lr", "scheduler", "scheduler_options", "clip", "clip_value",
-    "binarize", "seed", "precision",
+    "binarize", "seed", "precision", "accumulate",
 )
 
 
@@ -77,7 +77,23 @@ class TrainConfig:
         checkpoint: file of the checkpoint (``None``: no checkpoints).
         progress: show a tqdm progress bar.
         precision: ``"fp32"``, ``"bf16"`` (bf16 autocast of the networks only, where the
-            device has native bf16; ``infovae.precision``) or ``"auto"`` (bf16 where native).
+            device has native bf16; ``infovae.precision``), ``"fp16"`` (fp16 autocast of the
+            networks with a ``torch.amp.GradScaler``: a step whose scaled gradients overflow is
+            skipped, not applied, and counted as ``"skipped_steps"`` in the history) or
+            ``"auto"`` (bf16 where native, else fp16 on CUDA, else fp32).
+        accumulate: micro-batches per optimiser step (gradient accumulation): each step's
+            ``batch_size`` images are split into ``accumulate`` equal parts whose gradients
+            (each loss weighted 1 / accumulate) are summed before the step. The reconstruction
+            and KL terms are those of the whole batch; the divergence is estimated on each part
+            (for MMD, Stein and the critics a smaller-sample estimate), the critic trained
+            once per step on the codes of all parts.
+        compile: ``torch.compile`` the networks (``encoder`` and ``decoder``, else the model) in
+            place (``nn.Module.compile``: the parameter names, and so the checkpoints, stay those
+            of the plain model). The first steps pay the compilation.
+        best_checkpoint: file that keeps the model with the lowest validation loss (``None``:
+            not kept); needs ``Trainer(..., validation=...)`` and ``eval_every``.
+        patience: stop after this many evaluations without a lower validation loss (0: never;
+            early stopping).
 
     Example:
         >>> from infovae.train import TrainConfig
@@ -108,18 +124,33 @@ class TrainConfig:
     checkpoint: str | None = None
     progress: bool = True
     precision: str = "fp32"
+    accumulate: int = 1
+    compile: bool = False
+    best_checkpoint: str | None = None
+    patience: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "batch_size", "seed", "log_every", "eval_every", "checkpoint_every"):
-            validation.integer(name, getattr(self, name), minimum=1 if name in ("iterations", "batch_size", "log_every") else 0)
+        for name in ("iterations", "batch_size", "seed", "log_every", "eval_every", "checkpoint_every", "accumulate",
+                     "patience"):
+            validation.integer(name, getattr(self, name),
+                               minimum=1 if name in ("iterations", "batch_size", "log_every", "accumulate") else 0)
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by accumulate={self.accumulate}: each "
+                             "step splits its batch into accumulate equal micro-batches")
         for name in ("lr", "clip_value"):
             validation.number(name, getattr(self, name), positive=True)
-        if not isinstance(self.progress, bool):
-            raise TypeError(f"progress must be True or False, got {self.progress!r}")
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint must be a path or None, got {self.checkpoint!r}")
-        if self.checkpoint is not None:
-            self.checkpoint = os.fspath(self.checkpoint)
+        for name in ("progress", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("checkpoint", "best_checkpoint"):
+            path = getattr(self, name)
+            if path is not None and not isinstance(path, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a path or None, got {path!r}")
+            if path is not None:
+                setattr(self, name, os.fspath(path))
+        if (self.best_checkpoint is not None or self.patience) and not self.eval_every:
+            raise ValueError("best_checkpoint and patience act on the validation loss measured every eval_every "
+                             "steps: set eval_every=... (and pass Trainer(..., validation=held_out_data))")
         validation.choice("optimizer", self.optimizer, OPTIMIZERS, " (torch.optim, lower case)")
         validation.choice("scheduler", self.scheduler, (None, *SCHEDULERS), " (torch.optim.lr_scheduler, lower case)")
         for name in ("optimizer_options", "scheduler_options"):
@@ -134,7 +165,7 @@ class TrainConfig:
         make_scheduler(optimizer, self)
         validation.choice("clip", self.clip, CLIPPING)
         validation.choice("binarize", self.binarize, (None, "stochastic", "threshold"))
-        validation.choice("precision", self.precision, PRECISIONS)
+        validation.choice("precision", self.precision, TRAINING_PRECISIONS)
 
 
 
