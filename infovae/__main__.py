@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .networks import ARCHITECTURES, MODELS
 from .objective import ADVERSARIAL, PRESETS
+from .precision import TRAINING_PRECISIONS
 from .runtime import PROFILES
 from .train import OPTIMIZERS, SCHEDULERS
 
@@ -148,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--log-every", type=POSITIVE_INT, default=100, help="steps per history entry (default: %(default)s)")
     train.add_argument("--checkpoint-every", type=NON_NEGATIVE_INT, default=1000, help="steps between checkpoints (default: %(default)s)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--precision", choices=TRAINING_PRECISIONS, default="fp32",
+                       help="networks in bf16 or fp16 (with a gradient scaler); auto: bf16 where native, else fp16 on "
+                       "CUDA, else fp32 (default: %(default)s)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the networks (checkpoints stay plain)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = commands.add_parser(
@@ -256,6 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         checkpoint=str(args.out / "checkpoint.pt"),
         progress=not args.no_progress,
+        precision=args.precision,
+        compile=args.compile,
     )
     if args.resume and not Path(config.checkpoint).is_file():  # type: ignore[arg-type]
         raise FileNotFoundError(f"--resume: no checkpoint at {config.checkpoint}")
@@ -265,13 +272,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(_model_from(spec), loss_fn, data, config, meta=spec)
     if args.resume:
         trainer.resume()
-        print(f"resumed from {config.checkpoint} at step {trainer.step}")
+        if trainer.is_main:
+            print(f"resumed from {config.checkpoint} at step {trainer.step}")
     history = trainer.run()
-    (args.out / "history.json").write_text(json.dumps(history.series))
-    summary = {name: history[name][-1] for name in history.names if history[name]}
-    print(f"trained {args.model} ({args.preset}, z = {args.latent_dim}) for {trainer.step} steps on {trainer.device}; "
-          f"last logged: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
-    print(f"wrote {config.checkpoint} and {args.out / 'history.json'}")
+    if trainer.is_main:  # under torchrun: rank 0 writes and speaks
+        (args.out / "history.json").write_text(json.dumps(history.series))
+        summary = {name: history[name][-1] for name in history.names if history[name]}
+        processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
+        print(f"trained {args.model} ({args.preset}, z = {args.latent_dim}) for {trainer.step} steps on "
+              f"{trainer.device}{processes}; last logged: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+        print(f"wrote {config.checkpoint} and {args.out / 'history.json'}")
+    if trainer.world_size > 1:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -101,7 +102,9 @@ def gather(t: torch.Tensor) -> torch.Tensor:
         return t
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(t.contiguous(), group=_GROUP.get() or dist.group.WORLD))
+    with warnings.catch_warnings():  # torch 2.13 points to its private _functional_collectives instead
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        return torch.cat(all_gather(t.contiguous(), group=_GROUP.get() or dist.group.WORLD))
 
 
 def gather_samples(n: int, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
