@@ -290,6 +290,34 @@ def tilted_encoder(prior: torch.Tensor, points: torch.Tensor, shift: torch.Tenso
     return torch.softmax(logits, -1)
 
 
+def gaussian_encoder(points: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Encoder tables q(z|x) proportional to exp(-(e_z - m_x)^2 / (2 s_x^2)), ``[..., X, Z]``
+    (book chapter 10): a Gaussian restricted to the points with a free mean m_x
+    *and* a free standard deviation s_x = exp(log_std_x) for every x.
+
+    Unlike :func:`tilted_encoder` (unit variance, the finite counterpart of a fixed-variance
+    Gaussian encoder), the width is free, so a code can carry up to H(p_D) nats (narrow,
+    separated components) while the aggregate q(z) still covers the prior: carrying information
+    and matching q(z) to p(z) then conflict only as much as the divergence can resolve the
+    components' structure, not by construction of the family.
+
+    Example:
+        >>> import torch
+        >>> from infovae.finite import gaussian_encoder
+        >>> points = torch.linspace(-3, 3, 7, dtype=torch.float64)
+        >>> q = gaussian_encoder(points, torch.tensor([-2.0, 2.0], dtype=torch.float64),
+        ...                      torch.log(torch.tensor([0.1, 10.0], dtype=torch.float64)))
+        >>> q.shape, round(float(q[0, 1]), 6), bool(q[1].max() - q[1].min() < 0.1)  # narrow at -2; nearly flat
+        (torch.Size([2, 7]), 1.0, True)
+    """
+    if points.dim() != 1:
+        raise ValueError(f"points must have shape [Z], got {tuple(points.shape)}")
+    if mean.shape != log_std.shape:
+        raise ValueError(f"mean and log_std must have one shape [..., X], got {tuple(mean.shape)} and {tuple(log_std.shape)}")
+    logits = -(points - mean.unsqueeze(-1)).square() / (2 * torch.exp(2 * log_std).unsqueeze(-1))
+    return torch.softmax(logits, -1)
+
+
 # ----------------------------------------------------------------------------- joints and marginals
 
 

@@ -236,3 +236,29 @@ def test_bad_input_is_rejected():
         F.check_model(m._replace(p_data=torch.tensor([1, 0])))
     with pytest.raises(ValueError, match="bandwidth"):
         F.gaussian_kernel_matrix(torch.zeros(3, 2), bandwidth=0.0)
+
+
+def test_gaussian_encoder_has_free_means_and_widths():
+    """Rows are distributions; on a fine grid a row's mean and s.d. are the parameters (to the
+    grid's rounding); narrow separated components carry H(p_D) nats, wide ones nearly none."""
+    points = torch.linspace(-14, 14, 561, dtype=torch.float64)  # spacing 0.05, tails beyond 5 s.d. of every row
+    mean = torch.tensor([-2.0, 0.5, 3.0], dtype=torch.float64)
+    std = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64)
+    q = F.gaussian_encoder(points, mean, std.log())
+    torch.testing.assert_close(q.sum(-1), torch.ones(3, dtype=torch.float64))
+    m = (q * points).sum(-1)
+    sd = ((q * (points - m[:, None]) ** 2).sum(-1)).sqrt()
+    torch.testing.assert_close(m, mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sd, std, atol=1e-3, rtol=0)  # the midpoint sum of a Gaussian's variance
+    p_data = torch.full((3,), 1 / 3, dtype=torch.float64)
+    prior = torch.softmax(-points.square() / 2, 0)
+
+    def information(log_std):
+        enc = F.gaussian_encoder(points, mean, log_std)
+        model = F.FiniteModel(p_data, prior, enc.transpose(-1, -2), enc)
+        return float(F.information_q(model))
+
+    assert information(torch.full((3,), math.log(0.05), dtype=torch.float64)) == pytest.approx(math.log(3), abs=1e-9)
+    assert information(torch.full((3,), math.log(50.0), dtype=torch.float64)) < 0.01
+    with pytest.raises(ValueError, match="one shape"):
+        F.gaussian_encoder(points, mean, std[:2])
