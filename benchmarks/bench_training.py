@@ -23,6 +23,12 @@ Sections (``--only`` picks some):
   seed and data; the ratio fp32 / bf16 is the speed-up. Skipped where the CPU has no native
   bf16 (emulated bf16 is slower than fp32). The loss bf16 training reaches is tested in
   ``tests/test_precision.py``.
+* ``compile``: ``TrainConfig(compile=True)`` (``torch.compile`` of the networks) against the plain
+  Trainer, same model, seed and data, for the models of ``--compile-models`` (default ``mlp dcgan``):
+  the compile time (the first step, less a plain step), seconds per step of each (fastest of the
+  timed blocks), the ratio plain / compiled (above 1: compiling pays per step) and the steps after
+  which the compile time is paid back (never, where compiled steps are not faster). On a CPU the
+  compilation of the DCGAN takes minutes; where it pays is a GPU's question (the PixelCNN runs).
 * ``pythae``: images per second of our Trainer against pythae's ``BaseTrainer`` training an
   ``INFOVAE_MMD`` model with the same DCGAN networks (wrapped in pythae's encoder/decoder
   classes), batch 100, Adam 1e-4, alpha 0, lambda 1000, the same number of steps; each
@@ -57,7 +63,7 @@ from infovae.networks import build_vae
 from infovae.train import TrainConfig, Trainer
 
 BATCH = 100
-SECTIONS = ("mlp", "dcgan", "flops", "pixelcnn", "precision", "pythae")
+SECTIONS = ("mlp", "dcgan", "flops", "pixelcnn", "precision", "compile", "pythae")
 
 
 def plain_loop(model, loss_fn, data, steps, optimizer, clip_value, generator):
@@ -192,6 +198,24 @@ def bench_precision(data, steps, repeats):
               f"speed-up {per_step['fp32'] / per_step['bf16']:.2f}x")
 
 
+def bench_compile(data, steps, repeats, models):
+    for architecture in models:
+        per_step, first = {}, {}
+        for compiled in (False, True):
+            config = TrainConfig(iterations=10**9, batch_size=BATCH, log_every=steps, progress=False, binarize="stochastic",
+                                 compile=compiled)
+            trainer = Trainer(build_vae(architecture, 10, seed=0), mmd_vae(), data, config, device="cpu")
+            first[compiled] = _timed(lambda: trainer.run(1))  # compiles, when compiled
+            trainer.run(2)  # warm-up
+            per_step[compiled] = min(_timed(lambda: trainer.run(steps)) for _ in range(repeats)) / steps
+        compile_s = first[True] - per_step[False]
+        gain = per_step[False] - per_step[True]
+        payback = f"after {compile_s / gain:.0f} steps" if gain > 0 else "never (compiled steps are not faster here)"
+        print(f"compile {architecture} VAE (MMD), batch {BATCH}: compile time {compile_s:.1f} s, plain "
+              f"{1e3 * per_step[False]:.1f} ms/step, compiled {1e3 * per_step[True]:.1f} ms/step, ratio plain / compiled "
+              f"{per_step[False] / per_step[True]:.2f}, compile time paid back {payback}")
+
+
 def bench_pythae(data, steps, repeats):
     from pythae.data.datasets import BaseDataset
     from pythae.models import INFOVAE_MMD, INFOVAE_MMD_Config
@@ -250,6 +274,8 @@ def main():
     parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--repeats", type=int, default=3, help="timed blocks of each loop")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 is steadier on a shared machine")
+    parser.add_argument("--compile-models", nargs="+", default=["mlp", "dcgan"], choices=["mlp", "dcgan", "pixelcnn"],
+                        help="models of the compile section")
     parser.add_argument("--naive-pixels", type=int, default=14, help="naive sampler passes actually timed")
     args = parser.parse_args()
     if args.threads:
@@ -269,6 +295,8 @@ def main():
         bench_pixelcnn(data, max(2, args.steps // 4), args.repeats, args.naive_pixels)
     if "precision" in args.only:
         bench_precision(data, max(2, args.steps // 4), args.repeats)
+    if "compile" in args.only:
+        bench_compile(data, args.steps * 2, args.repeats, args.compile_models)
     if "pythae" in args.only:
         bench_pythae(data, args.steps * 4, args.repeats)
 

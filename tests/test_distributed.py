@@ -33,12 +33,15 @@ import _ddp_worker as worker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
+# the command-line test on other devices and world sizes (tools/gpu_check.py: NCCL on every visible GPU)
+CLI_DEVICE, CLI_WORLD = os.environ.get("INFOVAE_DDP_DEVICE", "cpu"), int(os.environ.get("INFOVAE_DDP_WORLD", "2"))
 
 
-def torchrun(*args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "INFOVAE_DEVICE": "cpu"}
+def torchrun(*args: str, check: bool = True, timeout: int = 120, device: str = "cpu", world: int = WORLD
+             ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INFOVAE_DEVICE": device}
     env.pop("WORLD_SIZE", None)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check and run.returncode != 0:
         raise AssertionError(f"torchrun {' '.join(args)} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
@@ -159,14 +162,15 @@ def test_the_command_line_under_torchrun_resumes_exactly_and_refuses_one_process
     common = ["--model", "toy", "--latent-dim", "1", "--train-size", "200", "--batch-size", "20", "--checkpoint-every",
               "3", "--no-progress", "--profile", "quick"]  # the two-point model: no MNIST to load in each process
     whole, part = tmp_path / "whole", tmp_path / "part"
-    run = torchrun("-m", "infovae", "train", *common, "--iterations", "6", "--out", str(whole))
+    launch = dict(device=CLI_DEVICE, world=CLI_WORLD)
+    run = torchrun("-m", "infovae", "train", *common, "--iterations", "6", "--out", str(whole), **launch)
     assert run.stdout.count("wrote ") == 1  # rank 0 speaks, once
-    torchrun("-m", "infovae", "train", *common, "--iterations", "3", "--out", str(part))
-    torchrun("-m", "infovae", "train", *common, "--iterations", "6", "--out", str(part), "--resume")
+    torchrun("-m", "infovae", "train", *common, "--iterations", "3", "--out", str(part), **launch)
+    torchrun("-m", "infovae", "train", *common, "--iterations", "6", "--out", str(part), "--resume", **launch)
     a, b = load_checkpoint(whole / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
-    assert a["step"] == b["step"] == 6 and a["world_size"] == WORLD
+    assert a["step"] == b["step"] == 6 and a["world_size"] == CLI_WORLD
     assert max_difference(a["model"], b["model"]) == 0 and a["history"] == b["history"]
     single = subprocess.run([sys.executable, "-m", "infovae", "train", *common, "--iterations", "9", "--out", str(part),
                              "--resume"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1", "INFOVAE_DEVICE": "cpu"})
-    assert single.returncode == 2 and "world size): checkpoint 2, now 1" in single.stderr
+    assert single.returncode == 2 and f"world size): checkpoint {CLI_WORLD}, now 1" in single.stderr

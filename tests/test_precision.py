@@ -76,6 +76,10 @@ def test_bf16_training_reaches_the_fp32_loss(native):
     assert max(gaps) < 0.5, (gaps, results)
 
 
+# fp16 runs where the tests run: on CUDA under the GPU check (INFOVAE_DEVICE=cuda), else on the CPU
+FP16_DEVICE = "cuda" if iv.get_device().type == "cuda" else "cpu"
+
+
 @pytest.fixture
 def native_fp16(monkeypatch):
     """Pretend the CPU has native fp16 (AVX512-FP16), so the tests run the fp16 path (autocast and
@@ -111,7 +115,7 @@ def _fp16_trainer(**options):
     x = torch.bernoulli(torch.full((200, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
     config = TrainConfig(**{"iterations": 6, "batch_size": 20, "lr": 1e-3, "progress": False, "log_every": 2,
                             "precision": "fp16", **options})
-    return Trainer(build_vae("mlp", 3, seed=0), iv.InfoVAELoss.elbo(), x, config, device="cpu")
+    return Trainer(build_vae("mlp", 3, seed=0), iv.InfoVAELoss.elbo(), x, config, device=FP16_DEVICE)
 
 
 def test_fp16_training_reaches_the_fp32_loss(native_fp16):
@@ -127,7 +131,7 @@ def test_fp16_training_reaches_the_fp32_loss(native_fp16):
             model, loss_fn = build_vae("mlp", 8, seed=seed), iv.InfoVAELoss.elbo()
             config = TrainConfig(iterations=150, batch_size=50, lr=1e-3, seed=seed, progress=False, precision=prec,
                                  binarize="stochastic", log_every=50)
-            trainer = Trainer(model, loss_fn, train, config, device="cpu")
+            trainer = Trainer(model, loss_fn, train, config, device=FP16_DEVICE)
             history = trainer.run()
             assert trainer.precision == prec
             if prec == "fp16":

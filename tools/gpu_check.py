@@ -5,7 +5,7 @@
     python tools/gpu_check.py --dry-run       # list the steps and their commands, run nothing
 
 Three steps, each a subprocess with ``INFOVAE_DEVICE`` set to the device, so every tensor of
-the package follows it (``iv.get_device()``):
+the package follows it (``iv.get_device()``), and two more where the hardware calls for them:
 
 1. ``tests``: the unit tests that run code on a device (every test file except those that
    only read files or build the book: ``HOST_ONLY_TESTS``), quick profile;
@@ -14,7 +14,13 @@ the package follows it (``iv.get_device()``):
    not modified);
 3. ``bench``: ``benchmarks/bench_paper_scale.py`` at the paper profile on the device, which
    writes ``book/results/paper-scale-gpu.json`` (device name, torch and CUDA versions, seconds
-   and FLOPs per training step of every model, the paper profile's estimated wall time).
+   and FLOPs per training step of every model, the paper profile's estimated wall time);
+4. ``fp16`` (on a CUDA GPU without native bf16, a T4 or a V100, where ``precision="auto"`` trains
+   in fp16): the fp16 tests of ``tests/test_precision.py`` on the GPU (fp16 reaches the fp32 loss
+   over 3 seeds, an overflow step skipped, the scaler resumed exactly);
+5. ``ddp`` (with more than one visible GPU): the command-line test of ``tests/test_distributed.py``
+   under ``torchrun`` on every visible GPU (NCCL): a resumed run equals the uninterrupted one and
+   one process is refused (the float64 equality test runs on CPU processes in the ``tests`` step).
 
 Every step runs with the Python that runs this script, which needs a torch built for the
 device (a CUDA build for ``cuda``: ``torch.version.cuda`` is not None), pytest, nbval and the
@@ -39,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS: tuple[str, ...] = ("tests", "chapters", "bench")
+STEPS: tuple[str, ...] = ("tests", "chapters", "bench", "fp16", "ddp")
 BUDGET_SECONDS = 8 * 60
 # test files that never put a tensor on the device: install files, the built book, links
 HOST_ONLY_TESTS: tuple[str, ...] = ("test_book.py", "test_environment.py", "test_publishing.py", "test_gpu_check.py",
@@ -89,7 +95,26 @@ def plan(device: str, only: tuple[str, ...] = STEPS, bench_args: str = "", out: 
             {"INFOVAE_DEVICE": device},
         ),
     }
-    return [steps[name] for name in STEPS if name in only]
+    gpus, bf16 = cuda_hardware() if device.split(":")[0] == "cuda" else (0, True)
+    if not bf16:
+        steps["fp16"] = Step("fp16", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_precision.py",
+                                      "-k", "fp16"], env)
+    if gpus > 1:
+        steps["ddp"] = Step("ddp", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_distributed.py",
+                                    "-k", "command_line"],
+                            {**env, "INFOVAE_DDP_DEVICE": "cuda", "INFOVAE_DDP_WORLD": str(gpus)})
+    return [steps[name] for name in STEPS if name in only and name in steps]
+
+
+def cuda_hardware() -> tuple[int, bool]:
+    """``(visible CUDA GPUs, whether the first has native bf16)``, asked of a subprocess (``(0, True)`` without CUDA)."""
+    probe = ("import torch; n = torch.cuda.device_count() if torch.cuda.is_available() else 0; "
+             "print(n, int(n == 0 or torch.cuda.is_bf16_supported(including_emulation=False)))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return 0, True
+    count, bf16 = proc.stdout.split()
+    return int(count), bool(int(bf16))
 
 
 def check_device(device: str) -> str | None:
