@@ -49,6 +49,7 @@ from ..metrics import encode_codes, mutual_information, semi_supervised_error, s
 from ..networks import ConvEncoder, PointMass
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from ..precision import resolve_precision
 from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
@@ -187,7 +188,7 @@ def _train_config(config: PreferenceConfig, steps: int, seed: int, progress: boo
     return TrainConfig(
         iterations=steps, batch_size=config.batch_size, optimizer="rmsprop", lr=config.lr, clip="value",
         clip_value=1.0, binarize="stochastic", seed=seed, log_every=max(1, steps // 20), progress=progress,
-        precision=config.precision,
+        precision=resolve_precision(config.precision, get_device()),  # "auto": bf16 where native, else fp32
     )
 
 

@@ -40,6 +40,7 @@ from ..metrics import encode_codes, full_batch_mmd, log_likelihood_with_error, m
 from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from ..precision import resolve_precision
 from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
@@ -383,7 +384,7 @@ def train_pixelcnn_model(
         checkpoint_every=checkpoint_every if partial else 0,
         checkpoint=str(partial) if partial else None,
         progress=progress,
-        precision=setup.precision,
+        precision=resolve_precision(setup.precision, device),  # "auto": bf16 where native, else fp32 (never fp16)
     )
 
     def make_trainer() -> Trainer:

@@ -44,6 +44,7 @@ from ..metrics import mutual_information, shuffled_code_gap
 from ..networks import ConvEncoder
 from ..objective import InfoVAELoss
 from ..pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from ..precision import resolve_precision
 from ..runtime import get_device, seeded
 from ..train import Trainer, TrainConfig, evaluate
 from ..vae import VAE
@@ -197,7 +198,8 @@ def _decoder(config: TrajectoryConfig, layers: int, conditioning: str) -> PixelC
 
 def _train_config(config: TrajectoryConfig, steps: int, seed: int, progress: bool, **more: Any) -> TrainConfig:
     return TrainConfig(iterations=steps, batch_size=config.batch_size, optimizer="rmsprop", lr=config.lr, clip="value",
-                       clip_value=1.0, binarize="stochastic", seed=seed, progress=progress, precision=config.precision,
+                       clip_value=1.0, binarize="stochastic", seed=seed, progress=progress,
+                       precision=resolve_precision(config.precision, get_device()),  # "auto": bf16 where native, else fp32
                        **{"log_every": max(1, min(100, steps // 20)), **more})
 
 
