@@ -20,7 +20,8 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
 def _extension():
     """Import the local extension the way jupyter-book does: by name, from the configured folder."""
-    (name, folder), = CONFIG["sphinx"]["local_extensions"].items()
+    name = "author_year_citations"
+    folder = CONFIG["sphinx"]["local_extensions"][name]
     spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -55,7 +55,8 @@
       if (wide) updateEdges(span);
     });
     document.querySelectorAll(".pst-scrollable-table-container > table > caption").forEach((caption) => {
-      caption.style.maxWidth = `${caption.closest(".pst-scrollable-table-container").clientWidth}px`;
+      // as wide as the visible part of the table, short of the faded edge
+      caption.style.maxWidth = `calc(${caption.closest(".pst-scrollable-table-container").clientWidth}px - 2.5rem)`;
     });
     document.querySelectorAll(SCROLLERS).forEach((box) => {
       const wide = box.scrollWidth > box.clientWidth + 1;
