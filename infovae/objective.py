@@ -98,8 +98,9 @@ class ObjectiveConfig:
         alpha: information preference; the KL weight is 1 - alpha (alpha <= 1).
         lam: lambda > 0; the weight of the divergence term is alpha + lambda - 1.
         divergence: ``"mmd"``, ``"stein"``, ``"js"``, ``"wgan-gp"`` or ``"none"``.
-        kernel, bandwidth, estimator: MMD settings (``infovae.divergences.mmd``); the
-            bandwidth is also the Stein kernel's.
+        kernel: the MMD's kernel (``infovae.divergences.mmd``).
+        bandwidth: its bandwidth (``None``: the latent dimension); also the Stein kernel's.
+        estimator: ``"biased"`` (the V-statistic) or ``"unbiased"`` MMD.
         num_prior_samples: fresh prior samples per batch for MMD and the adversarial terms.
         critic_hidden: width of the adversarial network's two hidden layers.
         critic_lr: its Adam learning rate (authors' code: 2e-5).
@@ -382,11 +383,11 @@ class InfoVAELoss(nn.Module):
     lam = property(lambda self: self.config.lam, doc="lambda of Eq. (6).")
     divergence = property(lambda self: self.config.divergence, doc="the divergence D.")
     kernel = property(lambda self: self.config.kernel, doc="the MMD kernel.")
-    bandwidth = property(lambda self: self.config.bandwidth, doc="the kernel bandwidth (None: the code dimension).")
+    bandwidth = property(lambda self: self.config.bandwidth, doc="the kernel bandwidth; None means the code dimension.")
     estimator = property(lambda self: self.config.estimator, doc="the MMD estimator.")
     num_prior_samples = property(lambda self: self.config.num_prior_samples, doc="prior samples per batch.")
     kl_weight = property(lambda self: self.config.kl_weight, doc="1 - alpha.")
-    divergence_weight = property(lambda self: self.config.divergence_weight, doc="alpha + lambda - 1 (0 without D).")
+    divergence_weight = property(lambda self: self.config.divergence_weight, doc="alpha + lambda - 1, or 0 without D.")
 
     @classmethod
     def from_config(cls, config: ObjectiveConfig | Mapping[str, Any], latent_dim: int | None = None) -> "InfoVAELoss":
