@@ -149,7 +149,7 @@ def test_the_queue_covers_the_chapters_models():
     from infovae.experiments.flexible_decoders import FlexibleDecodersConfig
     from infovae.experiments.log_likelihood import LogLikelihoodConfig
 
-    for profile in ("quick", "book"):
+    for profile in ("quick", "light", "book"):
         pixelcnn = [j for j in tq.queue_jobs(profile) if isinstance(j, tq.PixelCNNJob)]
         jobs = {(j.name, j.latent_dim, j.setup) for j in pixelcnn}
         fig6, table1 = FlexibleDecodersConfig.for_profile(profile), LogLikelihoodConfig.for_profile(profile)
@@ -158,7 +158,9 @@ def test_the_queue_covers_the_chapters_models():
                 assert (name, table1.latent_dim, replace(table1.setup, seed=seed)) in jobs
         for dim in fig6.latent_dims:
             for name in fig6.models:
-                assert (name, dim, fig6.setup) in jobs
+                assert (name, dim, fig6.sweep) in jobs
+                if dim == fig6.focus_dim:
+                    assert (name, dim, fig6.setup) in jobs
         assert len(jobs) == len(pixelcnn)  # no job twice
         trajectories = [j.run for j in tq.queue_jobs(profile) if isinstance(j, tq.TrajectoryJob)]
         assert trajectories and sorted(trajectories, key=str) == sorted(pt.runs(pt.TrajectoryConfig.for_profile(profile)), key=str)

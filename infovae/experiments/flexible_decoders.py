@@ -101,7 +101,11 @@ class FlexibleDecodersConfig:
     Attributes:
         latent_dims: dimensions of z (paper: 2, 5, 10, 20, 40).
         models: which of ``MODELS`` to train.
-        setup: networks and training (``PixelCNNSetup``), shared with Table 1.
+        setup: networks and training (``PixelCNNSetup``) of the models at ``focus_dim``, shared with Table 1.
+        sweep_setup: the setup of the sweep over ``latent_dims`` (every dimension, ``focus_dim``
+            included, so the panels compare dimensions at one setup), when the budget cannot
+            afford ``setup`` at every dimension; ``None``: ``setup`` (the sweep's models at
+            ``focus_dim`` are then the focus models of the first seed).
         num_codes: training images whose codes give panels A and B (paper: 40k).
         num_class_samples: ancestral samples labelled for panel C (paper: 10k).
         classifier_profile: profile of the cached MNIST classifier (its training length).
@@ -122,6 +126,7 @@ class FlexibleDecodersConfig:
     latent_dims: tuple[int, ...] = PAPER_DIMS
     models: tuple[str, ...] = MODELS
     setup: PixelCNNSetup = field(default_factory=PixelCNNSetup)
+    sweep_setup: PixelCNNSetup | None = None
     num_codes: int = 40_000
     num_class_samples: int = 10_000
     classifier_profile: str = "paper"
@@ -147,6 +152,11 @@ class FlexibleDecodersConfig:
         if self.num_labels > self.svm_pool:
             raise ValueError(f"num_labels={self.num_labels} exceeds svm_pool={self.svm_pool}")
 
+    @property
+    def sweep(self) -> PixelCNNSetup:
+        """The setup of the sweep over ``latent_dims`` (``sweep_setup``, or ``setup``)."""
+        return self.sweep_setup if self.sweep_setup is not None else self.setup
+
     @classmethod
     def for_profile(cls, profile: str) -> "FlexibleDecodersConfig":
         """The configuration of a profile: ``quick`` (CI), ``book`` (2-core CPU) or ``paper`` (GPU)."""
@@ -163,9 +173,13 @@ class FlexibleDecodersConfig:
                 num_codes=5000, num_class_samples=1000, classifier_profile="book", svm_pool=5000, svm_test=2000,
                 svm_draws=3, num_info_images=1000, focus_seeds=(0,),
             ),
+            # the paper's decoder at z = 5 (Table 1's models, 3 seeds, hours); the sweep over the five
+            # dimensions at the light profile's 4 x 16 decoder trained to its own plateau (or 3,000 steps)
             "book": dict(
                 latent_dims=(2, 5, 10, 20, 40),
                 setup=setup_for_profile("book"),
+                sweep_setup=setup_for_profile("light", iterations=3000, track_every=250, curve_every=250,
+                                              plateau_slope=0.5, plateau_window=1500, min_iterations=1500),
                 num_codes=5000, num_class_samples=1000, classifier_profile="book", svm_pool=5000, svm_test=2000,
                 svm_draws=3, num_info_images=1000,
             ),
@@ -308,8 +322,8 @@ def run(
     samples = {}
     for dim in config.latent_dims:
         for name in config.models:
-            model, history = train_pixelcnn_model(name, dim, config.setup, cache=cache, progress=progress)
-            metrics, shown = evaluate_cached(model, name, dim, config.setup, config, data, classifier, cache)
+            model, history = train_pixelcnn_model(name, dim, config.sweep, cache=cache, progress=progress)
+            metrics, shown = evaluate_cached(model, name, dim, config.sweep, config, data, classifier, cache)
             results["metrics"][name][str(dim)] = metrics
             track: dict[str, list] = {"steps": history["loss"][0],
                                       **{k: history[k][1] for k in ("reconstruction", "kl") if k in history}}
@@ -334,7 +348,7 @@ def focus_seed_runs(config: FlexibleDecodersConfig, data: dict[str, torch.Tensor
     for name in names:
         per_seed[name] = []
         for seed in config.focus_seeds:
-            if name in config.models and seed == config.setup.seed:
+            if name in config.models and seed == config.setup.seed and config.sweep == config.setup:
                 metrics = results["metrics"][name][str(dim)]  # trained above
             else:
                 setup = replace(config.setup, seed=seed)

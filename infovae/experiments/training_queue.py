@@ -14,7 +14,7 @@ then; the trained weights stay in the model cache, where the chapters find them.
 The order (``queue_jobs``): the first seed of every PixelCNN objective at z = 5 (their learning
 curves set how long every model needs), the first seed of the trajectories, the other seeds of
 the z = 5 models (Table 1 and Fig. 6's focus dimension), the other seeds of the trajectories,
-then Fig. 6's other latent dimensions with the first seed.
+then Fig. 6's sweep over latent dimensions (with the first seed, at the sweep's setup).
 
 From the shell::
 
@@ -55,21 +55,24 @@ from .preference_trajectories import (
 
 @dataclass(frozen=True)
 class PixelCNNJob:
-    """A PixelCNN-decoder model of Fig. 6 / Table 1: objective ``name``, latent dimension, setup (seed included)."""
+    """A PixelCNN-decoder model of Fig. 6 / Table 1: objective ``name``, latent dimension, setup
+    (seed included), and ``sweep`` for the models of Fig. 6's sweep over dimensions when it has a
+    setup of its own."""
 
     name: str
     latent_dim: int
     setup: PixelCNNSetup
+    sweep: bool = False
     kind = "pixelcnn"
 
     @property
     def label(self) -> str:
-        return f"{self.name} z={self.latent_dim} seed {self.setup.seed}"
+        return f"{self.name} z={self.latent_dim} seed {self.setup.seed}" + (" (dimension sweep)" if self.sweep else "")
 
     @property
     def key(self) -> str:
-        """The job's name in the results file: ``pixelcnn/<name>-z<dim>-s<seed>``."""
-        return f"pixelcnn/{self.name}-z{self.latent_dim}-s{self.setup.seed}"
+        """The job's name in the results file: ``pixelcnn/<name>-z<dim>-s<seed>`` (``pixelcnn-sweep/...``)."""
+        return f"pixelcnn{'-sweep' if self.sweep else ''}/{self.name}-z{self.latent_dim}-s{self.setup.seed}"
 
     @property
     def budget(self) -> int:
@@ -148,7 +151,7 @@ def queue_jobs(profile: str) -> list[Job]:
     and ``TrajectoryConfig.for_profile``, so a model the queue trained is the one the chapters
     load from the cache. Order: the first seed of every PixelCNN objective at z = 5 (their
     learning curves set the step count), the first seed of the trajectories, the other seeds of
-    the z = 5 models, the other seeds of the trajectories, then Fig. 6's other latent dimensions.
+    the z = 5 models, the other seeds of the trajectories, then Fig. 6's sweep over latent dimensions.
     """
     fig6, table1 = FlexibleDecodersConfig.for_profile(profile), LogLikelihoodConfig.for_profile(profile)
     trajectories = TrajectoryConfig.for_profile(profile)
@@ -176,9 +179,9 @@ def queue_jobs(profile: str) -> list[Job]:
     for seed in seeds[1:]:
         jobs += pixelcnn(seed)
     jobs += [TrajectoryJob(trajectories, r) for r in all_runs if r.seed != run_seeds[0]]
-    for other in fig6.latent_dims:
-        if other != dim:
-            jobs += [PixelCNNJob(name, other, fig6.setup) for name in fig6.models]
+    for other in fig6.latent_dims:  # the sweep over dimensions (at its own setup, where it has one)
+        if other != dim or fig6.sweep != fig6.setup:
+            jobs += [PixelCNNJob(name, other, fig6.sweep, sweep=fig6.sweep != fig6.setup) for name in fig6.models]
     return list(dict.fromkeys(jobs))
 
 
