@@ -35,7 +35,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -209,18 +211,27 @@ def pretrained_decoder(
     config: PreferenceConfig, layers: int, seed: int, x_train: torch.Tensor, *, cache: bool = True, progress: bool = True
 ) -> PixelCNNDecoder:
     """The decoder trained alone (z = 0) for ``config.pretrain_steps`` (cached)."""
-    device = get_device()
     what = {"stage": "pretrain", "layers": layers, "seed": seed, "steps": config.pretrain_steps}
     path = trained_model_path("information-preference", f"pretrain-l{layers}-s{seed}", _description(config, **what))
+    return train_decoder_alone(path, config.latent_dim, lambda: _decoder(config, layers), seed, x_train,
+                               _train_config(config, config.pretrain_steps, seed, progress) if config.pretrain_steps else None,
+                               cache=cache)
+
+
+def train_decoder_alone(path: Path, latent_dim: int, make_decoder: Callable[[], PixelCNNDecoder], seed: int,
+                        x_train: torch.Tensor, train_config: TrainConfig | None, *, cache: bool = True) -> PixelCNNDecoder:
+    """A decoder (built by ``make_decoder`` from ``seed``) trained alone as an unconditional model
+    (``ZeroEncoder``: z = 0) with ``train_config`` (``None``: left untrained), read from and written
+    to the cache at ``path``."""
+    device = get_device()
     with seeded(seed, device):
-        model = VAE(ZeroEncoder(config.latent_dim), _decoder(config, layers))
+        model = VAE(ZeroEncoder(latent_dim), make_decoder())
     decoder = model.decoder
     assert isinstance(decoder, PixelCNNDecoder)
     if cache and load_trained_model(path, model, device) is not None:
         return decoder.to(device)
-    if config.pretrain_steps:
-        Trainer(model, InfoVAELoss.autoencoder(), x_train, _train_config(config, config.pretrain_steps, seed, progress),
-                device=device).run()
+    if train_config is not None:
+        Trainer(model, InfoVAELoss.autoencoder(), x_train, train_config, device=device).run()
     if cache:
         save_trained_model(path, model, {})
     return decoder

@@ -58,7 +58,7 @@ from .base import (
     trained_model_path,
     window_slope,
 )
-from .information_preference import ZeroEncoder, downsample
+from .information_preference import downsample, train_decoder_alone
 
 CACHE_VERSION = 1
 TEST_SEED = 12345  # the binarization of the held-out images (as information_preference.load_data)
@@ -206,23 +206,13 @@ def _train_config(config: TrajectoryConfig, steps: int, seed: int, progress: boo
 def pretrained_decoder(config: TrajectoryConfig, layers: int, conditioning: str, seed: int, x_train: torch.Tensor,
                        *, cache: bool = True, progress: bool = True) -> PixelCNNDecoder:
     """The decoder trained alone (z = 0: an unconditional PixelCNN) for ``config.pretrain_steps`` (cached)."""
-    device = get_device()
     what = {"stage": "pretrain", "layers": layers, "conditioning": conditioning, "seed": seed,
             "steps": config.pretrain_steps, "maps": config.spatial_maps if conditioning == "spatial" else 0}
     path = trained_model_path("preference-trajectories", f"pretrain-l{layers}-{conditioning}-s{seed}",
                               _description(config, **what))
-    with seeded(seed, device):
-        model = VAE(ZeroEncoder(config.latent_dim), _decoder(config, layers, conditioning))
-    decoder = model.decoder
-    assert isinstance(decoder, PixelCNNDecoder)
-    if cache and load_trained_model(path, model, device) is not None:
-        return decoder.to(device)
-    if config.pretrain_steps:
-        Trainer(model, InfoVAELoss.autoencoder(), x_train, _train_config(config, config.pretrain_steps, seed, progress),
-                device=device).run()
-    if cache:
-        save_trained_model(path, model, {})
-    return decoder
+    return train_decoder_alone(path, config.latent_dim, lambda: _decoder(config, layers, conditioning), seed, x_train,
+                               _train_config(config, config.pretrain_steps, seed, progress) if config.pretrain_steps else None,
+                               cache=cache)
 
 
 def run_path(config: TrajectoryConfig, run: Run) -> Path:
