@@ -116,11 +116,17 @@ def jobs_for_profile(profile: str, data_images: int = 10_000) -> list[Job]:
                    dict(optimizer="rmsprop", lr=setup.lr, clip="value", clip_value=setup.clip_value, binarize="stochastic",
                         precision=getattr(setup, "precision", "fp32")))
 
-    # every model at every latent dim, and again at focus_dim for each further seed of focus_seeds
+    # every model at every latent dim, and again at focus_dim for each further seed of focus_seeds; where
+    # the sweep over dimensions has a setup of its own, the focus models (every seed) and the sweep's apart
     seeds = getattr(c6, "focus_seeds", (c6.setup.seed,))
     extra_seeds = sum(seed != c6.setup.seed for seed in seeds)
+    sweep = getattr(c6, "sweep_setup", None)
     for name in c6.models:
-        jobs.append(pixelcnn_job(name, name, c6.setup, len(c6.latent_dims) + extra_seeds))
+        if sweep is None:
+            jobs.append(pixelcnn_job(name, name, c6.setup, len(c6.latent_dims) + extra_seeds))
+        else:
+            jobs.append(pixelcnn_job(name, name, c6.setup, len(seeds)))
+            jobs.append(pixelcnn_job(name, f"{name} (sweep)", sweep, len(c6.latent_dims)))
     authors = getattr(pixelcnn_models, "AUTHORS_ELBO", None)
     if authors and getattr(c6, "authors_weighting", False) and "elbo" in c6.models:
         jobs.append(pixelcnn_job(authors, authors, c6.setup, len(seeds)))
