@@ -15,7 +15,7 @@ from infovae.__main__ import main
 from infovae.experiments import pixelcnn_models as pm
 from infovae.experiments import preference_trajectories as pt
 from infovae.experiments import training_queue as tq
-from infovae.train import Trainer
+from infovae.train import Trainer, load_checkpoint
 
 TINY = pm.PixelCNNSetup(
     layers=1, channels=4, encoder_hidden=16, iterations=12, batch_size=20, adversarial="js",
@@ -105,6 +105,7 @@ def test_an_interrupted_run_resumes_exactly(cache_dir, monkeypatch):
         pm.train_pixelcnn_model("mmd", 2, setup, progress=False, checkpoint_every=1)
     partial = pm.partial_path("mmd", 2, setup)
     assert partial.is_file() and not pm.model_path("mmd", 2, setup).is_file()
+    assert load_checkpoint(partial)["meta"]["seconds"] > 0  # a mid-chunk checkpoint carries the time spent so far
     assert tq.job_status(tq.PixelCNNJob("mmd", 2, setup))["state"] == "in progress"
     monkeypatch.setattr(Trainer, "run", run)
     resumed, history2 = pm.train_pixelcnn_model("mmd", 2, setup, progress=False)

@@ -28,7 +28,7 @@ from torch import nn
 from ..data import cache_dir
 from ..objective import InfoVAELoss
 from ..runtime import NUMERICS_VERSION, PROFILES, get_device, get_profile, profile_sizes
-from ..train import CHECKPOINT_FORMAT, Trainer, load_checkpoint, save_checkpoint
+from ..train import CHECKPOINT_FORMAT, Callback, Trainer, load_checkpoint, save_checkpoint
 
 
 C = TypeVar("C")
@@ -207,6 +207,12 @@ def train_resumable(
             partial.unlink(missing_ok=True)
             trainer = make_trainer()
     start = time.perf_counter()
+
+    class Clock(Callback):  # the seconds so far in every checkpoint, those written mid-chunk included
+        def on_step(self, trainer: Any, values: Any) -> None:
+            trainer.meta["seconds"] = seconds_before + time.perf_counter() - start
+
+    trainer.callbacks.append(Clock())
     end = trainer.config.iterations
     while trainer.step < end and not finished(trainer):
         trainer.run(min(chunk - trainer.step % chunk, end - trainer.step))
