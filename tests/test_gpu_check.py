@@ -75,7 +75,12 @@ def test_bench_follows_the_profile_setups_of_the_package():
         for name in c6.models:
             job = by[("fig6", name)]
             assert (job.steps, job.batch_size) == (c6.setup.iterations, c6.setup.batch_size)
-            assert job.models >= len(c6.latent_dims)  # and again at focus_dim for further seeds
+            if c6.sweep_setup is None:
+                assert job.models >= len(c6.latent_dims)  # and again at focus_dim for further seeds
+            else:  # the focus models over seeds, and the sweep over dimensions at its own setup
+                sweep = by[("fig6", f"{name} (sweep)")]
+                assert job.models == len(c6.focus_seeds) and sweep.models == len(c6.latent_dims)
+                assert (sweep.steps, sweep.batch_size) == (c6.sweep_setup.iterations, c6.sweep_setup.batch_size)
             decoder = job.build().decoder
             assert sum(p.numel() for p in decoder.parameters()) > 0
         c25 = mnist_inference.MnistInferenceConfig.for_profile(profile)

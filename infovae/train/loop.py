@@ -52,6 +52,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.distributions import Distribution
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, SequentialSampler, default_collate
 from tqdm.auto import tqdm
@@ -296,6 +297,9 @@ class Trainer:
             raise ValueError("best_checkpoint and patience need held-out data: Trainer(..., validation=x_valid)")
         self.best: dict[str, float] = {}  # {"valid_loss", "step", "evaluations_since"} of the best evaluation
         self.stopped_early = False
+        # torch.compile's first call turns torch.distributions' argument checks off for the whole process
+        # (torch._dynamo's TorchPatcher); run() puts the setting found here back when it returns
+        self._validate_args = Distribution._validate_args
         if config.compile:
             for network in [m for m in (getattr(model, "encoder", None), getattr(model, "decoder", None))
                             if isinstance(m, nn.Module)] or [model]:
@@ -641,6 +645,8 @@ class Trainer:
             if cfg.checkpoint and (self.last_checkpoint is None or self.last_checkpoint[1] != self.step):
                 self.save()
         finally:
+            if cfg.compile:
+                Distribution.set_default_validate_args(self._validate_args)
             for callback in self.callbacks if self.is_main else ():
                 close = getattr(callback, "close", None)
                 if callable(close):
