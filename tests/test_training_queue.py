@@ -121,9 +121,11 @@ def test_an_unusable_checkpoint_is_named_and_training_starts_again(cache_dir):
     partial = pm.partial_path("elbo", 2, setup)
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="unusable"):
+    with pytest.warns(UserWarning, match="unusable.*moved to"):
         _, history = pm.train_pixelcnn_model("elbo", 2, setup, progress=False)
     assert history["seconds"][0] == [2] and not partial.is_file()
+    kept = partial.with_name(f"{partial.stem}.unusable-0.pt")
+    assert kept.read_bytes() == b"not a checkpoint"  # never deleted: moved aside
 
 
 def test_the_queue_trains_what_is_left_and_records_it(cache_dir, tmp_path, monkeypatch, capsys):

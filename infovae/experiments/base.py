@@ -193,8 +193,9 @@ def train_resumable(
     chunk and on resuming, so a run stopped at its criterion is not trained further.
 
     ``make_trainer()`` builds the model and trainer afresh (seeded); it is called again when the
-    checkpoint is unusable (named in a warning, removed, and training starts from step 0).
-    Returns the trainer and the seconds of training over all sittings.
+    checkpoint is unusable (unreadable, or written with other settings): the file is never
+    deleted but moved aside to ``<name>.unusable-<n>.pt``, named in a warning, and training starts
+    from step 0. Returns the trainer and the seconds of training over all sittings.
     """
     trainer = make_trainer()
     seconds_before = 0.0
@@ -203,8 +204,12 @@ def train_resumable(
             trainer.resume(partial)
             seconds_before = float(load_checkpoint(partial)["meta"].get("seconds", 0.0))
         except (ValueError, RuntimeError, KeyError) as err:
-            warnings.warn(f"the checkpoint {partial} is unusable ({str(err)[:200]}); training from the start", stacklevel=2)
-            partial.unlink(missing_ok=True)
+            n = 0
+            while (aside := partial.with_name(f"{partial.stem}.unusable-{n}.pt")).exists():
+                n += 1
+            partial.replace(aside)  # kept: a settings mismatch may be a code change to undo, not a corrupt file
+            warnings.warn(f"the checkpoint {partial} is unusable ({str(err)[:300]}); it was moved to {aside.name} "
+                          "and training starts from step 0", stacklevel=2)
             trainer = make_trainer()
     start = time.perf_counter()
 
